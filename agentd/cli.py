@@ -1,0 +1,328 @@
+"""The `agentd` command: argument parsing, exit codes, human and JSON output."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from agentd import __version__
+from agentd import config as config_mod
+from agentd import logs
+from agentd.config import Config, ConfigError
+
+EX_OK, EX_PROBLEM, EX_USAGE, EX_CONFIG = 0, 1, 2, 78
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+# -- commands ---------------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    from agentd.daemon import AlreadyRunning, Daemon
+    from agentd.redact import Redactor
+
+    logs.configure(config.log_format, config.log_level, Redactor(config.secrets))
+    daemon = Daemon(config, burst=args.burst, env_file=args.env_file)
+    if sys.stdout.isatty() and not args.burst:
+        print(f"agentd {__version__}: drop files into {config.incoming}/ "
+              f"(health: http://{config.health_host}:{config.health_port}/health, Ctrl-C stops)", flush=True)
+    try:
+        return asyncio.run(daemon.serve())
+    except AlreadyRunning as exc:
+        print(f"agentd: {exc}", file=sys.stderr)
+        return EX_PROBLEM
+    except OSError as exc:
+        if exc.errno in (98, 13) and not args.burst:  # EADDRINUSE, EACCES on the HTTP port
+            print(f"agentd: HEALTH_PORT: cannot listen on {config.health_host}:{config.health_port}: "
+                  f"{exc.strerror}", file=sys.stderr)
+            return EX_CONFIG
+        raise
+
+
+def cmd_status(args: argparse.Namespace, config: Config) -> int:
+    from agentd.costs import Budget
+    from agentd.daemon import state_lock_holder
+    from agentd.killswitch import KillSwitch
+    from agentd.spool import count_entries, oldest_waiting_age_s
+
+    home = config.home
+    counts = {sub: count_entries(home / sub, sub) for sub in ("incoming", "processing", "archive", "failed", "review")}
+    pid = state_lock_holder(home)
+    kill = KillSwitch(config.state_dir) if config.state_dir.exists() else None
+    budget = Budget(config.max_cost_per_run, config.daily_budget_usd, config.state_dir).load()
+    oldest = oldest_waiting_age_s(config.incoming, time.time())
+    status = {
+        "home": str(home),
+        "running": pid is not None,
+        "pid": pid,
+        "counts": counts,
+        "waiting": counts["incoming"],
+        "in_flight": counts["processing"],
+        "oldest_waiting_s": None if oldest is None else round(oldest, 1),
+        "kill_switch": bool(kill and kill.engaged),
+        "spend_today_usd": float(budget.spent_today),
+        "daily_budget_usd": float(config.daily_budget_usd),
+    }
+    if args.json:
+        _print_json(status)
+        return EX_OK
+    state = f"running (pid {pid})" if pid else "not running"
+    print(f"agentd on {home}: {state}")
+    for sub, n in counts.items():
+        extra = f"   oldest waiting {_age(oldest)}" if sub == "incoming" and oldest is not None else ""
+        extra = "   in flight" if sub == "processing" and n else extra
+        print(f"  {sub:<11}{n:>7}{extra}")
+    print(f"kill switch: {'ON' if status['kill_switch'] else 'off'}")
+    cap = f" of ${config.daily_budget_usd}" if config.daily_budget_usd > 0 else " (no daily budget)"
+    print(f"spent today: ${budget.spent_today:.4f}{cap}")
+    return EX_OK
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _audit(config: Config) -> Any:
+    from agentd.audit import AuditLog
+    from agentd.redact import Redactor
+
+    config.logs_dir.mkdir(parents=True, exist_ok=True)
+    return AuditLog(config.logs_dir, Redactor(config.secrets)).open()
+
+
+def _find_sidecars(config: Config, ident: str, outcomes: tuple[str, ...]) -> list[tuple[Path, dict]]:
+    from agentd.spool import iter_sidecars
+
+    return [(p, m) for p, m in iter_sidecars(config.home, outcomes)
+            if str(m.get("correlation_id", "")).startswith(ident)]
+
+
+def cmd_requeue(args: argparse.Namespace, config: Config) -> int:
+    from agentd.spool import SIDECAR, iter_sidecars
+
+    if args.failed:
+        targets = list(iter_sidecars(config.home, ("failed",)))
+    else:
+        if len(args.id) < 6:
+            print("agentd: requeue: give at least 6 characters of the correlation id", file=sys.stderr)
+            return EX_USAGE
+        targets = _find_sidecars(config, args.id, ("failed", "review"))
+        if not targets:
+            print(f"agentd: requeue: no failed or review file with id {args.id}", file=sys.stderr)
+            return EX_PROBLEM
+        if len(targets) > 1:
+            print(f"agentd: requeue: id {args.id} is ambiguous ({len(targets)} files)", file=sys.stderr)
+            return EX_PROBLEM
+    audit = _audit(config)
+    moved = 0
+    for sidecar_path, meta in targets:
+        data = sidecar_path.with_name(sidecar_path.name[: -len(SIDECAR)])
+        if not os.path.lexists(data):
+            continue
+        workflow = meta.get("workflow", "triage")
+        folder = config.incoming if workflow == "triage" else config.incoming / workflow
+        folder.mkdir(parents=True, exist_ok=True)
+        name = meta.get("original_name") or data.name
+        target = folder / name
+        if os.path.lexists(target) or "/" in name or name.startswith("."):
+            target = folder / data.name
+        os.rename(data, target)
+        sidecar_path.unlink()
+        audit.append("requeued", correlation_id=meta.get("correlation_id"), workflow=workflow,
+                     was=meta.get("outcome"), file=target.name, by=_user())
+        moved += 1
+        print(f"requeued {meta.get('correlation_id')} -> {target}")
+    audit.flush_now()
+    if not moved:
+        print("nothing to requeue")
+    return EX_OK
+
+
+def _user() -> str:
+    from agentd.killswitch import _who
+    return _who()
+
+
+def cmd_kill_switch(args: argparse.Namespace, config: Config) -> int:
+    from agentd.killswitch import KillSwitch
+
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    kill = KillSwitch(config.state_dir)
+    if args.action == "status":
+        if args.json:
+            _print_json(kill.state)
+        else:
+            state = kill.state
+            print(f"kill switch: {'ON' if kill.engaged else 'off'}"
+                  + (f" (since {state.get('at')}, by {state.get('by')}: {state.get('reason') or 'no reason'})"
+                     if state.get("at") else ""))
+        return EX_OK
+    engage = args.action == "on"
+    state = kill.set(engage, _audit(config), reason=args.reason or "", by=_user())
+    print(f"kill switch {'ON' if engage else 'off'}" + (f": {state['reason']}" if state.get("reason") else ""))
+    return EX_OK
+
+
+def cmd_audit(args: argparse.Namespace, config: Config) -> int:
+    from agentd.audit import verify
+    from agentd.spool import iter_sidecars
+
+    if not config.logs_dir.exists():
+        print(f"agentd: no audit log under {config.logs_dir}", file=sys.stderr)
+        return EX_PROBLEM
+    count, problems = verify(config.logs_dir, iter_sidecars(config.home))
+    if problems:
+        print(f"audit log BROKEN: {problems[0]}")
+        for extra in problems[1:5]:
+            print(f"  also: {extra}")
+        return EX_PROBLEM
+    print(f"audit log ok: {count} lines, hash chain intact, sidecars agree")
+    return EX_OK
+
+
+def cmd_costs(args: argparse.Namespace, config: Config) -> int:
+    from agentd.audit import iter_records
+
+    rows: dict[str, dict[str, Any]] = {}
+    total = {"calls": 0, "tokens_in": 0, "tokens_out": 0, "cost_usd": Decimal(0)}
+    key_of: dict[str, Callable[[dict], str]] = {
+        "day": lambda r: r["ts"][:10], "workflow": lambda r: r.get("workflow") or "-",
+        "model": lambda r: f"{r.get('provider', '?')}:{r.get('model', '?')}",
+        "run": lambda r: r.get("correlation_id") or "-"}
+    pick = key_of[args.by]
+    if config.logs_dir.exists():
+        for record in iter_records(config.logs_dir):
+            if record.get("event") != "llm_call" or (args.since and record["ts"][:10] < args.since):
+                continue
+            row = rows.setdefault(pick(record), {"calls": 0, "tokens_in": 0, "tokens_out": 0,
+                                                 "cost_usd": Decimal(0)})
+            for bucket in (row, total):
+                bucket["calls"] += 1
+                bucket["tokens_in"] += int(record.get("tokens_in", 0))
+                bucket["tokens_out"] += int(record.get("tokens_out", 0))
+                bucket["cost_usd"] += Decimal(str(record.get("cost_usd", 0)))
+    ordered = sorted(rows.items())
+    if args.json:
+        _print_json({"by": args.by, "since": args.since,
+                     "rows": [{args.by: k, **{**v, "cost_usd": float(v["cost_usd"])}} for k, v in ordered],
+                     "total": {**total, "cost_usd": float(total["cost_usd"])}})
+        return EX_OK
+    width = max([len(args.by), 5, *(len(k) for k in rows)])
+    print(f"{args.by:<{width}}  {'calls':>6}  {'tokens in':>10}  {'tokens out':>10}  {'cost USD':>12}")
+    for key, row in ordered:
+        print(f"{key:<{width}}  {row['calls']:>6}  {row['tokens_in']:>10}  {row['tokens_out']:>10}  "
+              f"{row['cost_usd']:>12.6f}")
+    print(f"{'total':<{width}}  {total['calls']:>6}  {total['tokens_in']:>10}  {total['tokens_out']:>10}  "
+          f"{total['cost_usd']:>12.6f}")
+    return EX_OK
+
+
+def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
+    from agentd import workflows
+
+    try:
+        found = workflows.load(config.workflows)
+    except (ImportError, SyntaxError, ValueError, OSError) as exc:
+        raise ConfigError("AGENTD_WORKFLOWS", f"{exc.__class__.__name__}: {exc}") from None
+    print(f"configuration ok (agentd {__version__})")
+    for name in sorted(config_mod.VARIABLES):
+        attr = config_mod.VARIABLES[name][0]
+        value = getattr(config, attr)
+        if config_mod.is_secret_name(name):
+            value = "(set)" if value else "(empty)"
+        elif isinstance(value, (tuple, frozenset)):
+            value = ",".join(sorted(value)) if isinstance(value, frozenset) else ",".join(value)
+        print(f"  {name}={value}")
+    print(f"  workflows: {', '.join(sorted(found))}")
+    return EX_OK
+
+
+# -- parsing ------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    env_help = "read variables from this file (default: ./.env if present)"
+    parser = argparse.ArgumentParser(prog="agentd", description="Run AI agent workflows on files dropped into a folder.")
+    parser.add_argument("--env-file", metavar="PATH", default=None, help=env_help)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--env-file", metavar="PATH", default=argparse.SUPPRESS, help=env_help)
+    parser.add_argument("--version", action="version", version=f"agentd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("run", parents=[common], help="run the daemon in the foreground")
+    p.add_argument("--burst", action="store_true", help="process what is waiting, then exit")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("status", parents=[common], help="files per folder, oldest waiting, today's spend")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("costs", parents=[common], help="model spend from the audit log")
+    p.add_argument("--by", choices=("day", "workflow", "model", "run"), default="day")
+    p.add_argument("--since", metavar="YYYY-MM-DD", type=_date, help="only calls on or after this UTC day")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_costs)
+
+    p = sub.add_parser("audit", parents=[common], help="check the audit log")
+    audit_sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    v = audit_sub.add_parser("verify", parents=[common], help="verify the hash chain and the sidecars")
+    v.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("requeue", parents=[common], help="send a failed file back to incoming/")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("id", nargs="?", help="correlation id (or its first 6+ characters)")
+    group.add_argument("--failed", action="store_true", help="requeue every file in failed/")
+    p.set_defaults(func=cmd_requeue)
+
+    p = sub.add_parser("kill-switch", parents=[common], help="stop or allow all model and tool calls")
+    p.add_argument("action", choices=("on", "off", "status"))
+    p.add_argument("--reason", help="why (recorded in the audit log)")
+    p.add_argument("--json", action="store_true", help="machine-readable status")
+    p.set_defaults(func=cmd_kill_switch)
+
+    p = sub.add_parser("check-config", parents=[common], help="validate the configuration and exit")
+    p.set_defaults(func=cmd_check_config)
+
+    _add_optional_commands(sub, common)
+    return parser
+
+
+def _add_optional_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Commands whose modules register themselves (the review queue)."""
+    try:
+        from agentd import review
+    except ImportError:
+        return
+    review.add_parser(sub, common)
+
+
+def _date(value: str) -> str:
+    try:
+        time.strptime(value, "%Y-%m-%d")
+    except ValueError:
+        raise argparse.ArgumentTypeError("use YYYY-MM-DD") from None
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_mod.load(args.env_file)
+        return args.func(args, config)
+    except ConfigError as exc:
+        print(f"agentd: configuration error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,76 @@
+"""A run's journal: completed steps, paid model answers and tool results, by key.
+
+A resumed run replays from it instead of paying or acting again. It lives in the
+run's processing/<cid>/ folder and goes with it when the run reaches its terminal place.
+"""
+from __future__ import annotations
+
+import json
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from agentd.durable import GroupSync
+
+MISSING = object()
+
+
+class Journal:
+    def __init__(self, path: Path, sync: GroupSync):
+        self.path = path
+        self.sync = sync
+        self.values: dict[str, Any] = {}
+        self.calls: list[dict[str, Any]] = []
+        self.load()
+
+    def load(self) -> None:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return
+        for line in raw.split(b"\n"):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a torn last line: that step simply runs again
+            if entry.get("type") == "call":
+                self.calls.append(entry)
+            elif "key" in entry:
+                self.values[entry["key"]] = entry.get("value")
+
+    def get(self, key: str) -> Any:
+        return self.values.get(key, MISSING)
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        data = (json.dumps(entry, ensure_ascii=False, default=str) + "\n").encode("utf-8", "surrogateescape")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+
+    async def put(self, key: str, value: Any) -> None:
+        """Record a completed step's output durably before the run goes on."""
+        self._append({"key": key, "value": value})
+        self.values[key] = value
+        await self.sync.sync([self.path])
+
+    def note_call(self, **meter: Any) -> None:
+        """Record a model call's meter (made durable with the next put or the outcome)."""
+        entry = {"type": "call", **meter}
+        self._append(entry)
+        self.calls.append(entry)
+
+    @property
+    def cost_usd(self) -> Decimal:
+        return sum((Decimal(str(c.get("cost_usd", 0))) for c in self.calls), Decimal(0))
+
+    @property
+    def tokens(self) -> dict[str, int]:
+        return {"input": sum(int(c.get("tokens_in", 0)) for c in self.calls),
+                "output": sum(int(c.get("tokens_out", 0)) for c in self.calls)}
+
+    @property
+    def empty(self) -> bool:
+        return not self.values and not self.calls

@@ -1,0 +1,1 @@
+"""The model-facing layer: providers (offline, openai, anthropic) behind one gateway."""

@@ -1,0 +1,246 @@
+"""The LLM gateway: budget reservation, retries, breakers, fallbacks, output contracts, metering.
+
+Every attempt is reserved against the caps before it is sent, settled and audited
+after; every valid answer is journaled under the run before it is returned.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from decimal import Decimal
+from typing import Any, Callable, Protocol
+
+import jsonschema
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from agentd import logs
+from agentd.audit import AuditLog
+from agentd.config import Config
+from agentd.costs import Budget
+from agentd.errors import ModelError, NetworkError, Paused
+from agentd.journal import MISSING, Journal
+from agentd.llm.base import LLMRequest, LLMResponse, Provider, ProviderError, estimate_tokens
+from agentd.llm.breaker import STATE_LEVEL, Breakers
+from agentd.metrics import Metrics
+
+MAX_REASKS = 2
+log = logs.get("agentd.llm")
+
+
+class Run(Protocol):
+    cid: str
+    workflow: str
+    journal: Journal
+
+    def note_model(self, provider: str, model: str) -> None: ...
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, ProviderError) and exc.retryable
+
+
+class Gateway:
+    def __init__(self, config: Config, provider: Provider, budget: Budget, audit: AuditLog,
+                 breakers: Breakers, metrics: Metrics, stop_reason: Callable[[], str | None] = lambda: None,
+                 sleep: Callable[[float], Any] | None = None):
+        self.config = config
+        self.provider = provider
+        self.budget = budget
+        self.audit = audit
+        self.breakers = breakers
+        self.metrics = metrics
+        self.stop_reason = stop_reason
+        self._sleep = sleep
+        self._latencies: dict[str, deque[float]] = {}
+
+    # -- the face workflows see ------------------------------------------------------------
+    async def structured(self, run: Run, request: LLMRequest, key: str) -> Any:
+        """A schema-valid answer for `request`; replayed from the journal when already paid."""
+        done = run.journal.get(key)
+        if done is not MISSING:
+            run.note_model(done["provider"], done["model"])
+            return done["value"]
+        validator = jsonschema.Draft202012Validator(request.schema)
+        history: list[dict[str, Any]] = list(request.history)
+        for ask in range(MAX_REASKS + 1):
+            response = await self._routed(run, LLMRequest(**{**request.__dict__, "history": tuple(history)}))
+            if response.tool_calls and request.tools:
+                answer: Any = {"tool_calls": response.tool_calls, "content": response.content}
+                return await self._journaled(run, key, response, answer)
+            problem = self._contract_problem(response, validator)
+            if problem is None:
+                return await self._journaled(run, key, response, response.parsed)
+            log.warning("llm_invalid_output", model=response.model, problem=problem, ask=ask + 1)
+            history += [{"role": "assistant", "content": response.content or ""},
+                        {"role": "user", "content": f"Your answer was not valid: {problem}. "
+                                                    "Answer again with JSON that matches the schema."}]
+        raise ModelError("invalid_output", f"the model's answer failed the schema {MAX_REASKS + 1} times: {problem}")
+
+    async def _journaled(self, run: Run, key: str, response: LLMResponse, value: Any) -> Any:
+        run.note_model(response.provider, response.model)
+        await run.journal.put(key, {"value": value, "provider": response.provider, "model": response.model})
+        return value
+
+    def _contract_problem(self, response: LLMResponse, validator: jsonschema.Draft202012Validator) -> str | None:
+        if response.finish_reason in ("length", "max_tokens"):
+            raise ModelError("output_truncated", "the model stopped at the output token limit")
+        if response.finish_reason in ("content_filter", "refusal"):
+            raise ModelError("refused", f"the model refused ({response.finish_reason})")
+        if response.parsed is None:
+            try:
+                response.parsed = json.loads(response.content or "")
+            except ValueError as exc:
+                return f"not JSON ({exc.msg} at {exc.pos})"
+        error = jsonschema.exceptions.best_match(validator.iter_errors(response.parsed))
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+            return f"{where}: {error.message[:300]}"
+        return None
+
+    # -- routing over the primary and the fallbacks ------------------------------------------
+    async def _routed(self, run: Run, request: LLMRequest) -> LLMResponse:
+        last: ProviderError | None = None
+        skipped = 0
+        models = self.config.models()
+        for index, model in enumerate(models):
+            key = f"{self.provider.name}:{model}"
+            if not self.breakers.acquire(key):
+                skipped += 1
+                self.audit.append("llm_route", correlation_id=run.cid, model=model, decision="skip",
+                                  why="breaker_open")
+                continue
+            if index > 0 or skipped:
+                self.audit.append("llm_route", correlation_id=run.cid, model=model, decision="fallback",
+                                  why=f"previous model failed: {last.label if last else 'breaker_open'}")
+            try:
+                response = await self._attempts(run, request, model)
+            except ProviderError as exc:
+                if exc.kind == "model":
+                    self.breakers.release(key)
+                    raise ModelError("model_error", f"{model}: {exc}") from None
+                self._breaker_changed(key, self.breakers.failure(key))
+                last = exc
+                continue
+            except BaseException:
+                self.breakers.release(key)
+                raise
+            self._breaker_changed(key, self.breakers.success(key))
+            return response
+        if last is None or all(not self.breakers.ready(f"{self.provider.name}:{m}") for m in models):
+            raise Paused("model_unavailable")
+        raise NetworkError("model_unreachable", f"all models failed; last: {last}")
+
+    def _breaker_changed(self, key: str, state: str | None) -> None:
+        if state is None:
+            return
+        provider, _, model = key.partition(":")
+        self.metrics.breaker_open.labels(provider, model).set(STATE_LEVEL[state])
+        self.audit.append("breaker", provider=provider, model=model, state=state)
+        log.warning("breaker_" + state, provider=provider, model=model)
+
+    def blocked(self) -> bool:
+        """True while no model of the chain could take a call: claiming should wait."""
+        return not any(self.breakers.ready(f"{self.provider.name}:{m}") for m in self.config.models())
+
+    # -- retries of one model ----------------------------------------------------------------
+    async def _attempts(self, run: Run, request: LLMRequest, model: str) -> LLMResponse:
+        kwargs: dict[str, Any] = {}
+        if self._sleep is not None:
+            kwargs["sleep"] = self._sleep
+        retrying = AsyncRetrying(stop=stop_after_attempt(self.config.llm_max_attempts),
+                                 wait=self._wait, retry=retry_if_exception(_retryable), reraise=True, **kwargs)
+        async for attempt in retrying:
+            with attempt:
+                return await self._one_call(run, request, model, attempt.retry_state.attempt_number)
+        raise AssertionError("unreachable")
+
+    _backoff = wait_exponential_jitter(initial=0.5, max=8, jitter=0.5)
+
+    def _wait(self, state: Any) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        backoff = self._backoff(state)
+        if isinstance(exc, ProviderError) and exc.retry_after_s is not None:
+            return max(0.0, min(exc.retry_after_s, self.config.llm_retry_after_cap_s))
+        return backoff
+
+    async def _one_call(self, run: Run, request: LLMRequest, model: str, attempt: int) -> LLMResponse:
+        reason = self.stop_reason()
+        if reason:
+            raise Paused(reason)
+        if len(run.journal.calls) >= self.config.llm_max_calls_per_run:
+            raise ModelError("call_limit", f"the run reached LLM_MAX_CALLS_PER_RUN={self.config.llm_max_calls_per_run}")
+        price = self.config.price(model)
+        prompt = request.system + request.user_message() + json.dumps(request.schema) + \
+            "".join(str(m.get("content", "")) for m in request.history)
+        worst = price.cost(estimate_tokens(prompt), request.max_tokens)
+        reservation = self.budget.reserve(run.cid, worst)
+        started = time.monotonic()
+        status, response, error = "ok", None, None
+        tokens_in = tokens_out = cached = 0
+        try:
+            response = await self.provider.complete(request, model, self.config.llm_timeout_s)
+            tokens_in, tokens_out, cached = response.tokens_in, response.tokens_out, response.cached_in
+        except ProviderError as exc:
+            status, error = exc.label, exc
+            tokens_in, tokens_out = exc.tokens_in, exc.tokens_out
+        finally:
+            latency_s = time.monotonic() - started
+            cost = price.cost(tokens_in, tokens_out, cached)
+            crossed = self.budget.settle(reservation, cost)
+            self._meter(run, model, attempt, status, tokens_in, tokens_out, cost, latency_s)
+            for percent in crossed:
+                self._budget_alert(percent)
+        if error is not None:
+            if error.retry_after_s is not None and error.retry_after_s > self.config.llm_retry_after_cap_s:
+                raise Paused("rate_limited")
+            raise error
+        assert response is not None
+        return response
+
+    def _meter(self, run: Run, model: str, attempt: int, status: str, tokens_in: int, tokens_out: int,
+               cost: Decimal, latency_s: float) -> None:
+        run_cost = self.budget.run_spent(run.cid)
+        fields = dict(provider=self.provider.name, model=model, tokens_in=tokens_in, tokens_out=tokens_out,
+                      cost_usd=cost, run_cost_usd=run_cost, latency_ms=round(latency_s * 1000, 1),
+                      attempt=attempt, status=status)
+        run.journal.note_call(**{k: (str(v) if isinstance(v, Decimal) else v) for k, v in fields.items()})
+        self.audit.append("llm_call", correlation_id=run.cid, workflow=run.workflow, **fields)
+        m = self.metrics
+        m.llm_calls.labels(self.provider.name, model, status).inc()
+        m.llm_tokens.labels(model, "input").inc(tokens_in)
+        m.llm_tokens.labels(model, "output").inc(tokens_out)
+        m.llm_cost.labels(model).inc(float(cost))
+        m.llm_latency.labels(model).observe(latency_s)
+        m.spend_today.set(float(self.budget.spent_today))
+        m.budget_used.set(self.budget.used_ratio())
+        window = self._latencies.setdefault(model, deque(maxlen=200))
+        window.append(latency_s)
+        ordered = sorted(window)
+        for q in (0.5, 0.95):
+            m.llm_latency_p.labels(model, str(q)).set(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
+        if latency_s > self.config.llm_slow_call_s:
+            m.llm_slow.labels(model).inc()
+            log.warning("llm_slow_call", model=model, latency_ms=round(latency_s * 1000))
+        log.info("llm_call", model=model, status=status, attempt=attempt, tokens_in=tokens_in,
+                 tokens_out=tokens_out, cost_usd=float(cost), latency_ms=round(latency_s * 1000, 1))
+
+    def _budget_alert(self, percent: int) -> None:
+        spent, cap = self.budget.spent_today, self.budget.daily_budget_usd
+        self.audit.append("budget_alert", percent=percent, spent_usd=spent, budget_usd=cap, day=self.budget.day)
+        log.warning("budget_alert", percent=percent, spent_usd=float(spent), budget_usd=float(cap))
+
+    async def close(self) -> None:
+        await self.provider.close()
+
+
+def make_provider(config: Config) -> Provider:
+    """The configured provider (imported lazily so offline runs need no HTTP client)."""
+    if config.llm_provider == "openai":
+        from agentd.llm.openai import OpenAIProvider
+        return OpenAIProvider(config)
+    if config.llm_provider == "anthropic":
+        from agentd.llm.anthropic import AnthropicProvider
+        return AnthropicProvider(config)
+    from agentd.llm.offline import OfflineProvider
+    return OfflineProvider()

@@ -1,0 +1,206 @@
+"""Finds complete files in incoming/. inotify events are hints; scans are the truth.
+
+A file is taken when it was closed after writing (or renamed in), or, found by a scan
+with no event seen, when it has been unchanged for the settle time. A file some writer
+still has open (a write event and no close) waits for its close. Memory stays bounded:
+the scan streams the folder and blocks on the bounded work queue.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from watchdog.events import (FileClosedEvent, FileCreatedEvent, FileDeletedEvent, FileModifiedEvent,
+                             FileMovedEvent, FileSystemEvent, FileSystemEventHandler)
+from watchdog.observers import Observer
+
+from agentd import logs
+from agentd.config import Config
+from agentd.spool import DEFAULT_WORKFLOW, ignored_name
+
+log = logs.get("agentd.watcher")
+HINT_CAP = 10_000
+MAX_DEPTH = 3
+
+
+@dataclass(frozen=True)
+class Candidate:
+    path: Path
+    workflow: str
+    source: str  # the path relative to incoming/
+
+
+class _Hints(FileSystemEventHandler):
+    """Runs in watchdog's thread: hands every event to the event loop, nothing more."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, watcher: "Watcher"):
+        self.loop = loop
+        self.watcher = watcher
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory:
+            if event.event_type in ("created", "moved"):
+                self.loop.call_soon_threadsafe(self.watcher.rescan_soon)
+            return
+        kind = None
+        path = os.fsdecode(event.src_path)
+        if isinstance(event, FileMovedEvent):
+            kind, path = "closed", os.fsdecode(event.dest_path)
+        elif isinstance(event, FileClosedEvent):
+            kind = "closed"
+        elif isinstance(event, (FileCreatedEvent, FileModifiedEvent)):
+            kind = "written"
+        elif isinstance(event, FileDeletedEvent):
+            kind = "deleted"
+        if kind:
+            self.loop.call_soon_threadsafe(self.watcher.hint, kind, path)
+
+
+class Watcher:
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time):
+        self.config = config
+        self.incoming = config.incoming
+        self.clock = clock
+        self.open_writes: dict[str, float] = {}  # path -> time of its last write event
+        self.closed: dict[str, None] = {}  # paths closed after writing, in order
+        self.settling: dict[str, float] = {}  # path -> when it will have settled
+        self.queued: set[str] = set()
+        self.overflow = False
+        self.wake = asyncio.Event()
+        self._observer: Any = None
+        self.last_scan_at = 0.0
+        self.scans = 0
+
+    # -- inotify ----------------------------------------------------------------------
+    def start_observer(self) -> None:
+        if self.config.watch_mode != "inotify":
+            return
+        observer = Observer()
+        observer.daemon = True
+        observer.schedule(_Hints(asyncio.get_running_loop(), self), os.fspath(self.incoming), recursive=True)
+        observer.start()
+        self._observer = observer
+
+    def stop_observer(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+            self._observer = None
+
+    def alive(self) -> bool:
+        return self._observer is None or self._observer.is_alive()
+
+    def hint(self, kind: str, path: str) -> None:
+        if kind == "written":
+            if len(self.open_writes) < HINT_CAP:
+                self.open_writes[path] = self.clock()
+            return
+        self.open_writes.pop(path, None)
+        if kind == "closed" and path not in self.queued:
+            if len(self.closed) < HINT_CAP:
+                self.closed[path] = None
+            else:
+                self.overflow = True
+        self.wake.set()
+
+    def rescan_soon(self) -> None:
+        self.overflow = True
+        self.wake.set()
+
+    def done(self, path: Path) -> None:
+        """The worker has tried to claim `path`; a later file of that name is new."""
+        self.queued.discard(os.fspath(path))
+
+    # -- deciding ---------------------------------------------------------------------
+    def candidate(self, path: str, closed: bool = False) -> Candidate | None:
+        """A Candidate if `path` is complete now; None if it is gone, ignored or not ready."""
+        if path in self.queued:
+            return None
+        name = os.path.basename(path)
+        if ignored_name(name):
+            return None
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            self.open_writes.pop(path, None)
+            self.settling.pop(path, None)
+            return None
+        if stat.S_ISDIR(st.st_mode):
+            return None
+        now = self.clock()
+        if stat.S_ISREG(st.st_mode) and not closed:
+            last_write = self.open_writes.get(path)
+            if last_write is not None and now - last_write < self.config.stale_open_s:
+                return None  # a writer has it open: wait for its close
+            settled_at = max(st.st_mtime, st.st_ctime, last_write or 0) + self.config.settle_s
+            if now < settled_at:
+                if len(self.settling) < HINT_CAP:
+                    self.settling[path] = settled_at
+                return None
+        self.open_writes.pop(path, None)
+        self.settling.pop(path, None)
+        rel = os.path.relpath(path, self.incoming)
+        parts = rel.split(os.sep)
+        workflow = DEFAULT_WORKFLOW if len(parts) == 1 else "/".join(parts[:-1])
+        return Candidate(Path(path), workflow, rel)
+
+    # -- the loop ---------------------------------------------------------------------
+    async def run(self, put: Callable[[Candidate], Awaitable[None]], burst: bool = False) -> None:
+        """Feed complete files to `put` (which blocks when the work queue is full)."""
+        interval = self.config.rescan_s if self.config.watch_mode == "inotify" else min(self.config.rescan_s, 1.0)
+        next_scan = 0.0
+        while True:
+            while self.closed:
+                path = next(iter(self.closed))
+                del self.closed[path]
+                await self._offer(path, put, closed=True)
+            now = self.clock()
+            for path, at in list(self.settling.items()):
+                if at <= now:
+                    del self.settling[path]
+                    await self._offer(path, put)
+            if now >= next_scan or self.overflow:
+                self.overflow = False
+                await self.scan(put, burst=burst)
+                next_scan = self.clock() + interval
+                if burst:
+                    return
+            deadline = min([next_scan, *self.settling.values()])
+            timeout = max(0.01, deadline - self.clock())
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout)
+            except TimeoutError:
+                pass
+            self.wake.clear()
+
+    async def _offer(self, path: str, put: Callable[[Candidate], Awaitable[None]], closed: bool = False) -> None:
+        found = self.candidate(path, closed=closed)
+        if found is not None:
+            self.queued.add(path)
+            await put(found)
+
+    async def scan(self, put: Callable[[Candidate], Awaitable[None]], burst: bool = False) -> None:
+        """One streaming pass over incoming/ and its workflow folders."""
+        self.scans += 1
+        self.last_scan_at = self.clock()
+        stack: list[tuple[str, int]] = [(os.fspath(self.incoming), 0)]
+        while stack:
+            directory, depth = stack.pop()
+            try:
+                it = os.scandir(directory)
+            except (FileNotFoundError, NotADirectoryError, PermissionError):
+                continue
+            with it:
+                for entry in it:
+                    if ignored_name(entry.name):
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        if depth < MAX_DEPTH:
+                            stack.append((entry.path, depth + 1))
+                        continue
+                    await self._offer(entry.path, put, closed=burst)
