@@ -40,7 +40,9 @@ class RunContext:
     claim: Claim
     journal: Journal
     gateway: Gateway
+    audit: AuditLog | None = None
     tools: Any = None
+    allowed_tools: frozenset[str] = frozenset()
     outputs: dict[str, Any] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     step: str = ""
@@ -78,11 +80,28 @@ class RunContext:
         """A schema-checked model answer; paid once, replayed from the journal after a crash."""
         self._asks += 1
         key = f"{self.step}:ask:{self._asks}"
+        restore: Callable[[Any], Any] = lambda value: value
+        if self.tools is not None:
+            document, restore = self.tools.prepare_document(self, document)
         request = LLMRequest(task=task, system=system, document=document, schema=schema,
                              schema_name=task, instructions=instructions, tools=tools,
                              max_tokens=max_tokens or self.config.llm_max_output_tokens)
         answer = await self.gateway.structured(self, request, key)
-        return answer
+        if is_tool_call_answer(answer) and not tools:
+            await self.refuse_tool_calls(answer["tool_calls"], "no tools were offered to this step")
+        return restore(answer)
+
+    async def refuse_tool_calls(self, calls: list[dict[str, Any]], why: str) -> None:
+        """The model asked for tools it may not use: audit each refusal, let a human decide."""
+        assert self.audit is not None
+        names = []
+        for call in calls:
+            name = str(call.get("name", "?"))[:100]
+            names.append(name)
+            self.audit.append("tool_call", correlation_id=self.cid, workflow=self.workflow, step=self.step,
+                              tool=name, allowed=False, why=why)
+        await self.audit.flush()
+        raise NeedsReview("tool_call_refused", refused_tools=names, why=why)
 
     def note_model(self, provider: str, model: str) -> None:
         entry = {"provider": provider, "model": model}
@@ -95,6 +114,10 @@ class RunContext:
             from agentd.errors import PolicyError
             raise PolicyError("tool_denied", f"no tools are available to call {name!r}")
         return await self.tools.call(self, name, params)
+
+
+def is_tool_call_answer(answer: Any) -> bool:
+    return isinstance(answer, dict) and "tool_calls" in answer and set(answer) <= {"tool_calls", "content"}
 
 
 class Guard:
@@ -164,7 +187,7 @@ class Pipeline:
                               workflow=claim.workflow, original_name=display_name(claim.original_name),
                               size=claim.size, kind=claim.kind)
             ctx = RunContext(cid=claim.cid, workflow=claim.workflow, config=self.config, claim=claim,
-                             journal=journal, gateway=self.gateway, tools=self.tools)
+                             journal=journal, gateway=self.gateway, audit=self.audit, tools=self.tools)
             while True:
                 try:
                     outcome = await self._decide(ctx)
@@ -221,6 +244,7 @@ class Pipeline:
         workflow = self.workflows.get(claim.workflow)
         if workflow is None:
             raise DataError("unknown_workflow", f"no workflow named {display_name(claim.workflow)!r}")
+        ctx.allowed_tools = workflow.tools
         await self._read(ctx)
         duplicate = await self._duplicate(ctx)
         if duplicate is not None:

@@ -65,7 +65,7 @@ class Gateway:
         history: list[dict[str, Any]] = list(request.history)
         for ask in range(MAX_REASKS + 1):
             response = await self._routed(run, LLMRequest(**{**request.__dict__, "history": tuple(history)}))
-            if response.tool_calls and request.tools:
+            if response.tool_calls:  # offered or not: the caller checks them against its allowlist
                 answer: Any = {"tool_calls": response.tool_calls, "content": response.content}
                 return await self._journaled(run, key, response, answer)
             problem = self._contract_problem(response, validator)

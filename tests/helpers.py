@@ -1,0 +1,166 @@
+"""Test helpers: a real agentd process to start, SIGKILL and restart, and polling waits."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+TERMINAL = ("archive", "failed", "review")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05,
+               message: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def base_env(home: Path, **overrides: Any) -> dict[str, str]:
+    """A clean environment for agentd: only the variables a test sets, loopback only."""
+    env = {k: v for k, v in os.environ.items()
+           if not (k.startswith(("AGENTD_", "LLM_", "HEALTH_")) or k in (
+               "MAX_COST_PER_RUN", "DAILY_BUDGET_USD", "ALLOWED_SERVICES", "ADMIN_TOKEN", "NOTIFY_SOCKET",
+               "JOURNAL_STREAM"))}
+    env.update({"AGENTD_HOME": str(home), "HEALTH_HOST": "127.0.0.1", "HEALTH_PORT": str(free_port()),
+                "AGENTD_SETTLE_S": "0.2", "AGENTD_RESCAN_S": "1", "AGENTD_LOG_FORMAT": "json",
+                "AGENTD_PROBE_INTERVAL_S": "0", "PYTHONUNBUFFERED": "1"})
+    env.update({k: str(v) for k, v in overrides.items()})
+    return env
+
+
+def terminal_files(home: Path) -> dict[str, list[Path]]:
+    """Data files (not sidecars) in each terminal folder."""
+    out: dict[str, list[Path]] = {}
+    for sub in TERMINAL:
+        folder = home / sub
+        out[sub] = sorted(p for p in folder.iterdir() if not p.name.endswith(".meta.json")
+                          and not p.name.startswith(".")) if folder.exists() else []
+    return out
+
+
+def sidecars(home: Path, sub: str | None = None) -> list[dict]:
+    found = []
+    for folder in ([sub] if sub else TERMINAL):
+        for path in sorted((home / folder).glob("*.meta.json")) if (home / folder).exists() else []:
+            found.append(json.loads(path.read_text()))
+    return found
+
+
+def sidecar_for(home: Path, original_name: str) -> dict | None:
+    for meta in sidecars(home):
+        if meta.get("original_name") == original_name:
+            return meta
+    return None
+
+
+def audit_events(home: Path, event: str | None = None) -> list[dict]:
+    records = []
+    logs = home / "logs"
+    files = sorted(logs.glob("audit-*.jsonl")) + [logs / "audit.jsonl"]
+    for path in files:
+        if path.exists():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    record = json.loads(line)
+                    if event is None or record.get("event") == event:
+                        records.append(record)
+    return records
+
+
+def cli(home: Path | None, *args: str, env: dict[str, str] | None = None, **overrides: Any) -> subprocess.CompletedProcess:
+    run_env = env or base_env(home, **overrides)  # type: ignore[arg-type]
+    return subprocess.run([sys.executable, "-m", "agentd", *args], env=run_env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+class AgentdProcess:
+    """`agentd run` as a real subprocess."""
+
+    def __init__(self, home: Path, env: dict[str, str], cwd: Path | None = None):
+        self.home = home
+        self.env = env
+        self.cwd = cwd or ROOT
+        self.proc: subprocess.Popen | None = None
+        self.log_path = home.parent / f"{home.name}-agentd.log"
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.env['HEALTH_PORT']}"
+
+    def start(self, wait: bool = True) -> "AgentdProcess":
+        self.starts += 1
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "agentd", "run"], env=self.env, cwd=self.cwd,
+                                     stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        if wait:
+            wait_until(self.healthy, timeout=20, message="agentd /health")
+        return self
+
+    def healthy(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"agentd exited with {self.proc.returncode}:\n{self.output()[-3000:]}")
+        try:
+            self.health()
+            return True
+        except (urllib.error.URLError, ConnectionError, OSError):
+            return False
+
+    def health(self) -> dict:
+        return self.get_json("/health")[1]
+
+    def get_json(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        request = urllib.request.Request(self.url + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            body = exc.read()
+            try:
+                return exc.code, json.loads(body)
+            except ValueError:
+                return exc.code, body.decode(errors="replace")
+
+    def request(self, method: str, path: str, headers: dict[str, str] | None = None,
+                body: bytes | None = None) -> tuple[int, bytes]:
+        request = urllib.request.Request(self.url + path, method=method, headers=headers or {}, data=body)
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
