@@ -1,0 +1,243 @@
+"""The review queue: `agentd review list | show ID | approve ID [--choice N] | reject ID [--reason ...]`.
+
+A decision is audited (`review_decision`: who, when, what) and then finishes the run the
+way the daemon does: the outcome line durable in the audit log, the sidecar written and
+fsynced, then the file renamed review/ -> archive/ (approve) or failed/ (reject).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from agentd.audit import AuditLog, utcnow_iso
+from agentd.config import Config
+from agentd.durable import fsync_path, write_json
+from agentd.redact import Redactor
+from agentd.spool import SIDECAR, display_name, iter_sidecars
+
+EX_OK, EX_PROBLEM, EX_USAGE = 0, 1, 2
+MIN_PREFIX = 6
+SHORT_ID = 12
+
+
+class ReviewError(Exception):
+    def __init__(self, message: str, code: int = EX_PROBLEM):
+        super().__init__(message)
+        self.code = code
+
+
+# -- finding items ------------------------------------------------------------------------------
+
+def items(home: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Files waiting in review/, oldest first."""
+    found = list(iter_sidecars(home, ("review",)))
+    return sorted(found, key=lambda item: str(item[1].get("finished_at", "")))
+
+
+def find(home: Path, ident: str) -> tuple[Path, dict[str, Any]]:
+    """The review item with correlation id `ident` (or a unique prefix of 6+ characters)."""
+    ident = ident.strip().lower()
+    waiting = items(home)
+    exact = [item for item in waiting if item[1].get("correlation_id") == ident]
+    if exact:
+        return exact[0]
+    if len(ident) < MIN_PREFIX:
+        raise ReviewError(f"give the correlation id or at least {MIN_PREFIX} characters of it", EX_USAGE)
+    matches = [item for item in waiting if str(item[1].get("correlation_id", "")).startswith(ident)]
+    if len(matches) > 1:
+        ids = ", ".join(str(m.get("correlation_id", ""))[:SHORT_ID] for _, m in matches[:5])
+        raise ReviewError(f"id {ident} is ambiguous: {len(matches)} files in review/ ({ids})")
+    if not matches:
+        decided = [m for _, m in iter_sidecars(home, ("archived", "failed"))
+                   if str(m.get("correlation_id", "")).startswith(ident)]
+        if decided:
+            raise ReviewError(f"{ident} is not waiting for review (it is {decided[0].get('outcome')})")
+        raise ReviewError(f"no file in review/ with id {ident}")
+    return matches[0]
+
+
+def candidates(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    found = meta.get("candidates")
+    if not found and isinstance(meta.get("result"), dict):
+        found = (meta["result"].get("party_link") or {}).get("candidates")
+    return [c for c in found or [] if isinstance(c, dict)]
+
+
+# -- deciding ------------------------------------------------------------------------------------
+
+def decide(config: Config, sidecar: Path, meta: dict[str, Any], approve: bool, choice: int | None = None,
+           note: str = "", by: str | None = None) -> Path:
+    """Finish a reviewed run: audit the decision and the outcome, write the sidecar, then rename."""
+    data = sidecar.with_name(sidecar.name[: -len(SIDECAR)])
+    if not os.path.lexists(data):
+        raise ReviewError(f"the reviewed file {display_name(data.name)} is missing from review/")
+    options = candidates(meta)
+    if choice is not None and not approve:
+        raise ReviewError("--choice goes with approve", EX_USAGE)
+    if approve and options and choice is None:
+        raise ReviewError(f"this file has {len(options)} candidates: approve it with --choice 1..{len(options)}",
+                          EX_USAGE)
+    if choice is not None and not 1 <= choice <= len(options):
+        raise ReviewError(f"--choice {choice}: there {'is' if len(options) == 1 else 'are'} "
+                          f"{len(options) or 'no'} candidate{'' if len(options) == 1 else 's'}"
+                          + (f"; choose 1..{len(options)}" if options else ""), EX_USAGE)
+    redact = Redactor(config.secrets)
+    by = by or _who()
+    at = utcnow_iso()
+    decision = {"decision": "approve" if approve else "reject", "by": by, "at": at,
+                "was": meta.get("reason"), "choice": choice, "note": redact(note) or None}
+    outcome = "archived" if approve else "failed"
+    new = {k: v for k, v in meta.items() if k not in ("audit_seq", "audit_hash", "error_class", "detail")}
+    new.update(outcome=outcome, review=decision, decided_at=at)
+    if approve:
+        new["reason"] = "approved"
+        if choice is not None:
+            new["result"] = _linked(meta.get("result"), options[choice - 1], by, at)
+    else:
+        new.update(reason=redact(note) or "rejected", error_class="policy")
+    target_dir = config.terminal(outcome)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    final = _free_name(target_dir, data.name, str(meta.get("correlation_id", "")))
+    audit = AuditLog(config.logs_dir, redact).open()
+    try:
+        cid, workflow = meta.get("correlation_id"), meta.get("workflow")
+        audit.append("review_decision", correlation_id=cid, workflow=workflow, **decision)
+        entry = audit.append("outcome", correlation_id=cid, workflow=workflow, outcome=outcome, file=final.name,
+                             reason=new["reason"], error_class=new.get("error_class"), via="review", by=by)
+        audit.flush_now()
+    finally:
+        audit.close()
+    new.update(audit_seq=entry.seq, audit_hash=entry.hash)
+    meta_path = final.with_name(final.name + SIDECAR)
+    write_json(meta_path, new)
+    fsync_path(meta_path)
+    fsync_path(target_dir)
+    os.rename(data, final)
+    fsync_path(target_dir)
+    sidecar.unlink()
+    fsync_path(sidecar.parent)
+    return final
+
+
+def _linked(result: Any, chosen: dict[str, Any], by: str, at: str) -> Any:
+    link = {"status": "linked", **{k: v for k, v in chosen.items() if k != "matched_on"},
+            "chosen_by": by, "chosen_at": at}
+    if isinstance(result, dict):
+        return {**result, "party_link": link}
+    return {"party_link": link}
+
+
+def _free_name(directory: Path, name: str, cid: str) -> Path:
+    """`name` if it and its sidecar are free in `directory`, else name-<cid8>[-n]."""
+    def taken(candidate: str) -> bool:
+        return os.path.lexists(directory / candidate) or os.path.lexists(directory / (candidate + SIDECAR))
+
+    if not taken(name):
+        return directory / name
+    stem, dot, suffix = name.rpartition(".")
+    if not dot or not stem:
+        stem, suffix = name, ""
+    suffix = f".{suffix}" if suffix else ""
+    for n in range(1000):
+        candidate = f"{stem}-{cid[:8]}" + (f"-{n}" if n else "") + suffix
+        if not taken(candidate):
+            return directory / candidate
+    raise ReviewError(f"no free name in {directory} for {display_name(name)}")
+
+
+def _who() -> str:
+    from agentd.killswitch import _who as who
+    return who()
+
+
+# -- output -----------------------------------------------------------------------------------------
+
+def _row(meta: dict[str, Any]) -> dict[str, Any]:
+    return {"id": meta.get("correlation_id"), "workflow": meta.get("workflow"), "file": meta.get("original_name"),
+            "reason": meta.get("reason"), "since": meta.get("finished_at"), "candidates": len(candidates(meta))}
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("review queue is empty")
+        return
+    headers = ("ID", "SINCE", "WORKFLOW", "REASON", "CHOICES", "FILE")
+    table = [(str(r["id"])[:SHORT_ID], str(r["since"] or "")[:19].replace("T", " "), str(r["workflow"]),
+              str(r["reason"]), str(r["candidates"] or "-"), str(r["file"])) for r in rows]
+    widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(headers)]
+    for line in (headers, *table):
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+    print(f"{len(rows)} waiting; `agentd review show ID` for details")
+
+
+def print_item(sidecar: Path, meta: dict[str, Any]) -> None:
+    print(f"{meta.get('correlation_id')}  ({meta.get('workflow')})")
+    print(f"  file      review/{display_name(sidecar.name[: -len(SIDECAR)])}  (dropped as {meta.get('original_name')})")
+    print(f"  reason    {meta.get('reason')}" + (f": {meta['detail']}" if meta.get("detail") else ""))
+    for key in ("why", "refused_tools", "confidence", "threshold", "pending_tool_calls", "pending_tool_call"):
+        if key in meta:
+            print(f"  {key:<9} {json.dumps(meta[key], ensure_ascii=False)}")
+    print(f"  since     {meta.get('finished_at')}   cost ${meta.get('cost_usd', 0):.6f}, "
+          f"{meta.get('llm_calls', 0)} model calls")
+    options = candidates(meta)
+    if options:
+        print("  candidates (approve with --choice N):")
+        for n, option in enumerate(options, 1):
+            print(f"    {n}. {option.get('name')} <{option.get('email') or '-'}>  id {option.get('id')}"
+                  + (f"  matched on {', '.join(option['matched_on'])}" if option.get("matched_on") else ""))
+    result = meta.get("result")
+    if result is not None:
+        print("  result:")
+        for line in json.dumps(result, indent=2, ensure_ascii=False, default=str).splitlines():
+            print(f"    {line}")
+
+
+# -- commands -----------------------------------------------------------------------------------------
+
+def cmd_review(args: argparse.Namespace, config: Config) -> int:
+    try:
+        if args.action == "list":
+            rows = [_row(meta) for _, meta in items(config.home)]
+            if args.json:
+                print(json.dumps(rows, indent=2, ensure_ascii=False, default=str))
+            else:
+                print_table(rows)
+            return EX_OK
+        sidecar, meta = find(config.home, args.id)
+        if args.action == "show":
+            if args.json:
+                print(json.dumps(meta, indent=2, ensure_ascii=False, default=str))
+            else:
+                print_item(sidecar, meta)
+            return EX_OK
+        approve = args.action == "approve"
+        final = decide(config, sidecar, meta, approve, getattr(args, "choice", None), getattr(args, "reason", "") or "")
+    except ReviewError as exc:
+        print(f"agentd: review {args.action}: {exc}", file=sys.stderr)
+        return exc.code
+    where = "archive/" if approve else "failed/"
+    print(f"{'approved' if approve else 'rejected'} {meta.get('correlation_id')} -> {where}{display_name(final.name)}")
+    return EX_OK
+
+
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register `agentd review ...` on the CLI's subparsers."""
+    p = sub.add_parser("review", parents=[common], help="files waiting for a human decision")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ident = "correlation id (or its first 6+ characters)"
+    a = actions.add_parser("list", parents=[common], help="what waits in review/")
+    a.add_argument("--json", action="store_true", help="machine-readable output")
+    a = actions.add_parser("show", parents=[common], help="one file's reason, candidates and result")
+    a.add_argument("id", help=ident)
+    a.add_argument("--json", action="store_true", help="the sidecar as JSON")
+    a = actions.add_parser("approve", parents=[common], help="finish the run with your choice -> archive/")
+    a.add_argument("id", help=ident)
+    a.add_argument("--choice", type=int, metavar="N", help="the candidate to link (1 = the first listed)")
+    a = actions.add_parser("reject", parents=[common], help="fail the run (error_class policy) -> failed/")
+    a.add_argument("id", help=ident)
+    a.add_argument("--reason", help="why (recorded as the failure reason)")
+    p.set_defaults(func=cmd_review)
