@@ -108,7 +108,8 @@ class Budget:
             used = self.spent_today / self.daily_budget_usd * 100
             crossed = [p for p in ALERT_PERCENTS if used >= p and p not in self.alerted]
             self.alerted += crossed
-        self.save()
+        if actual_usd or crossed:
+            self.save()
         return crossed
 
     def save(self) -> None:

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 from pathlib import Path
 from typing import Any, Iterable
+
+
+_counter = itertools.count()
 
 
 def fsync_path(path: str | os.PathLike[str]) -> None:
@@ -19,7 +23,7 @@ def fsync_path(path: str | os.PathLike[str]) -> None:
 
 def write_json(path: Path, value: Any) -> None:
     """Write JSON to a temporary sibling, then rename it over `path` (no fsync here)."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".tmp-{os.getpid()}-{next(_counter)}")  # short: path.name may be 255 bytes
     data = json.dumps(value, ensure_ascii=False, indent=2, default=str).encode("utf-8", "surrogateescape")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
     try:

@@ -22,6 +22,7 @@ class Journal:
         self.sync = sync
         self.values: dict[str, Any] = {}
         self.calls: list[dict[str, Any]] = []
+        self._fd: int | None = None
         self.load()
 
     def load(self) -> None:
@@ -44,11 +45,14 @@ class Journal:
 
     def _append(self, entry: dict[str, Any]) -> None:
         data = (json.dumps(entry, ensure_ascii=False, default=str) + "\n").encode("utf-8", "surrogateescape")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        os.write(self._fd, data)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     async def put(self, key: str, value: Any) -> None:
         """Record a completed step's output durably before the run goes on."""

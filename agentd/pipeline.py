@@ -206,6 +206,8 @@ class Pipeline:
                      llm_calls=len(ctx.journal.calls), duration_ms=round((time.monotonic() - started) * 1000, 1))
             return outcome.outcome
         finally:
+            if ctx is not None:
+                ctx.journal.close()
             self._release_same_content(ctx)
             self.gateway.budget.end_run(claim.cid)
             structlog.contextvars.unbind_contextvars("correlation_id", "workflow")

@@ -53,8 +53,10 @@ class _Hints(FileSystemEventHandler):
             kind, path = "closed", os.fsdecode(event.dest_path)
         elif isinstance(event, FileClosedEvent):
             kind = "closed"
-        elif isinstance(event, (FileCreatedEvent, FileModifiedEvent)):
+        elif isinstance(event, FileModifiedEvent):
             kind = "written"
+        elif isinstance(event, FileCreatedEvent):
+            kind = "created"  # may be synthetic (a folder moved in): settle, do not wait for a close
         elif isinstance(event, FileDeletedEvent):
             kind = "deleted"
         if kind:
@@ -99,6 +101,11 @@ class Watcher:
         if kind == "written":
             if len(self.open_writes) < HINT_CAP:
                 self.open_writes[path] = self.clock()
+            return
+        if kind == "created":
+            if path not in self.queued and len(self.settling) < HINT_CAP:
+                self.settling[path] = self.clock() + self.config.settle_s
+                self.wake.set()
             return
         self.open_writes.pop(path, None)
         if kind == "closed" and path not in self.queued:

@@ -8,6 +8,8 @@ import pytest
 
 from tests.helpers import AgentdProcess, base_env
 
+pytest_plugins = ["tests.fakellm"]
+
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any, Callable, Protocol
 
 import jsonschema
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from agentd import logs
 from agentd.audit import AuditLog
@@ -72,7 +72,7 @@ class Gateway:
             if problem is None:
                 return await self._journaled(run, key, response, response.parsed)
             log.warning("llm_invalid_output", model=response.model, problem=problem, ask=ask + 1)
-            history += [{"role": "assistant", "content": response.content or ""},
+            history += [{"role": "assistant", "content": response.content or "(empty answer)"},
                         {"role": "user", "content": f"Your answer was not valid: {problem}. "
                                                     "Answer again with JSON that matches the schema."}]
         raise ModelError("invalid_output", f"the model's answer failed the schema {MAX_REASKS + 1} times: {problem}")
@@ -155,7 +155,7 @@ class Gateway:
                 return await self._one_call(run, request, model, attempt.retry_state.attempt_number)
         raise AssertionError("unreachable")
 
-    _backoff = wait_exponential_jitter(initial=0.5, max=8, jitter=0.5)
+    _backoff = wait_exponential(multiplier=0.5, max=8) + wait_random(0, 0.5)
 
     def _wait(self, state: Any) -> float:
         exc = state.outcome.exception() if state.outcome else None

@@ -59,8 +59,9 @@ def _summary(text: str) -> str:
 def triage(document: str) -> dict[str, Any]:
     """The rule-based triage answer for a document."""
     lower = document.lower()
-    scores = [(sum(lower.count(k) for k in keys), name) for name, keys in DOC_TYPES]
-    best, doc_type = max(scores)
+    # ties go to the more specific type: the one listed first
+    scores = [(sum(lower.count(k) for k in keys), -rank, name) for rank, (name, keys) in enumerate(DOC_TYPES)]
+    best, _, doc_type = max(scores)
     if best == 0:
         doc_type = "other"
     action = next((name for name, keys in ACTIONS if any(k in lower for k in keys)), "none")
@@ -114,14 +115,22 @@ def minimal_instance(schema: dict[str, Any]) -> Any:
 RULES: dict[str, Callable[[str], Any]] = {"triage": triage}
 
 
+def register_rule(task: str) -> Callable[[Callable[[str], Any]], Callable[[str], Any]]:
+    """Decorator: the offline provider's answer for `task` (a user workflow's own rules)."""
+    def add(rule: Callable[[str], Any]) -> Callable[[str], Any]:
+        RULES[task] = rule
+        return rule
+    return add
+
+
 class OfflineProvider:
     name = "offline"
 
     def __init__(self, rules: dict[str, Callable[[str], Any]] | None = None):
-        self.rules = {**RULES, **(rules or {})}
+        self.rules = rules or {}
 
     async def complete(self, request: LLMRequest, model: str, timeout_s: float) -> LLMResponse:
-        rule = self.rules.get(request.task)
+        rule = self.rules.get(request.task) or RULES.get(request.task)
         answer = rule(request.document) if rule else minimal_instance(request.schema)
         content = json.dumps(answer, ensure_ascii=False)
         return LLMResponse(provider=self.name, model=model, content=content, parsed=answer)
