@@ -31,7 +31,8 @@ class Tool:
     `parameters` is a JSON schema and `description` a text, or functions of the Config
     returning them (db-query's list the configured named queries). `timeout_s` None means TOOL_TIMEOUT_S.
     `rate_per_min` None means unlimited. A tool that `needs_approval` never runs by itself:
-    the call goes to review/ for a human.
+    the call goes to review/ for a human. A `side_effect` tool (it changes the world) makes
+    the run's journal durable before it runs, so a resumed run replays instead of repeating.
     """
 
     name: str
@@ -41,6 +42,7 @@ class Tool:
     timeout_s: float | None = None
     needs_approval: bool = False
     rate_per_min: float | None = 60.0
+    side_effect: bool = False
 
     def schema(self, config: Config) -> dict[str, Any]:
         return self.parameters(config) if callable(self.parameters) else self.parameters

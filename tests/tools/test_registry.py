@@ -64,9 +64,9 @@ async def test_parameters_that_fail_the_schema_are_refused_before_the_tool_runs(
     assert event["allowed"] is False and event["why"].startswith("invalid parameters")
 
 
-async def test_a_resumed_run_replays_the_journaled_result_instead_of_calling_again(tmp_path: Path) -> None:
+async def test_a_resumed_run_replays_a_side_effect_instead_of_calling_again(tmp_path: Path) -> None:
     echo = Echo()
-    harness = Harness(config(tmp_path), tools=[echo.tool()])
+    harness = Harness(config(tmp_path), tools=[echo.tool(side_effect=True)])
     first = await harness.context().tool("echo", text="once")
 
     # the process died after the step's tool call; a new context on the same journal resumes

@@ -1,4 +1,4 @@
-"""A tiny pure-Python PNG writer that draws text in big block letters (tests need no Pillow)."""
+"""Scans for OCR tests without Pillow: text in big block letters, as a PNG or an image-only PDF."""
 from __future__ import annotations
 
 import struct
@@ -33,7 +33,7 @@ GLYPHS = {
 }
 
 
-def render(text: str, scale: int = 8, margin: int = 40) -> list[list[int]]:
+def render(text: str, scale: int = 10, margin: int = 40) -> list[list[int]]:
     """Grey rows (0 ink, 255 paper) of `text` in one line."""
     glyph_w, gap = 5, 1
     width = margin * 2 + len(text) * (glyph_w + gap) * scale
@@ -65,3 +65,36 @@ def write_png(path: Path, rows: list[list[int]]) -> Path:
 
 def text_png(path: Path, text: str) -> Path:
     return write_png(path, render(text))
+
+
+PDF_DPI = 300
+
+
+def scanned_pdf(path: Path, text: str) -> Path:
+    """A one-page PDF whose only content is an image of `text` (no text layer, like a scan)."""
+    rows = render(text)
+    height, width = len(rows), len(rows[0])
+    pixels = zlib.compress(b"".join(bytes(row) for row in rows), 9)
+    w_pt, h_pt = width * 72 / PDF_DPI, height * 72 / PDF_DPI  # rendered at PDF_DPI: one pixel a pixel
+    content = f"q {w_pt:.2f} 0 0 {h_pt:.2f} 0 0 cm /Im1 Do Q".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {w_pt:.2f} {h_pt:.2f}] "
+        f"/Resources << /XObject << /Im1 4 0 R >> >> /Contents 5 0 R >>".encode(),
+        f"<< /Type /XObject /Subtype /Image /Width {width} /Height {height} /ColorSpace /DeviceGray "
+        f"/BitsPerComponent 8 /Filter /FlateDecode /Length {len(pixels)} >>\nstream\n".encode()
+        + pixels + b"\nendstream",
+        f"<< /Length {len(content)} >>\nstream\n".encode() + content + b"\nendstream",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    path.write_bytes(bytes(out))
+    return path
