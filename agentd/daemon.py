@@ -98,7 +98,7 @@ class Daemon:
         self.watcher = Watcher(c)
         self.queue: asyncio.Queue[Candidate | Claim] = asyncio.Queue(maxsize=c.concurrency)
         self._install_signals()
-        recovered = list(self.spool.recover())
+        recovered = self.spool.recover()
         self.audit.append("startup", version=__version__, pid=os.getpid(), provider=c.llm_provider,
                           model=c.llm_model, recovered=len(recovered), kill_switch=self.kill.engaged)
         await self.audit.flush()
@@ -214,7 +214,7 @@ class Daemon:
 
     async def _handle(self, item: Candidate | Claim) -> None:
         if isinstance(item, Candidate):
-            claim = await self.spool.claim(item.path, item.workflow, {"source": item.source})
+            claim = await self.spool.claim(item.path, item.workflow)
             self.watcher.done(item.path)
             if claim is None:
                 return

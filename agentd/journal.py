@@ -1,7 +1,11 @@
 """A run's journal: completed steps, paid model answers and tool results, by key.
 
 A resumed run replays from it instead of paying or acting again. It lives in the
-run's processing/<cid>/ folder and goes with it when the run reaches its terminal place.
+run's processing folder and goes with it when the run reaches its terminal place.
+Entries stay in memory until the run does something precious (a paid model call, a
+tool's side effect); from then on every entry is on disk before the run goes on. A run
+of free, deterministic steps (the offline provider) writes no journal at all: after a
+crash it simply runs again.
 """
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ class Journal:
         self.sync = sync
         self.values: dict[str, Any] = {}
         self.calls: list[dict[str, Any]] = []
+        self.precious = False
+        self._pending: list[bytes] = []
         self._fd: int | None = None
         self.load()
 
@@ -30,6 +36,7 @@ class Journal:
             raw = self.path.read_bytes()
         except FileNotFoundError:
             return
+        self.precious = True
         for line in raw.split(b"\n"):
             try:
                 entry = json.loads(line)
@@ -44,27 +51,43 @@ class Journal:
         return self.values.get(key, MISSING)
 
     def _append(self, entry: dict[str, Any]) -> None:
-        data = (json.dumps(entry, ensure_ascii=False, default=str) + "\n").encode("utf-8", "surrogateescape")
+        self._pending.append((json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+                             .encode("utf-8", "surrogateescape"))
+        if self.precious:
+            self._write()
+
+    def _write(self) -> None:
         if self._fd is None:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        os.write(self._fd, data)
+        data, self._pending = b"".join(self._pending), []
+        if data:
+            os.write(self._fd, data)
+
+    def mark_precious(self) -> None:
+        """From now on everything is written: what follows must not be repeated."""
+        if not self.precious:
+            self.precious = True
+            self._write()
+
+    async def put(self, key: str, value: Any) -> None:
+        """Record a completed step's output; on disk before the run goes on, once precious."""
+        self._append({"key": key, "value": value})
+        self.values[key] = value
+        if self.precious:
+            await self.sync.sync([self.path])
+
+    def note_call(self, precious: bool = True, **meter: Any) -> None:
+        """Record a model call's meter (durable with the next put or the outcome)."""
+        entry = {"type": "call", **meter}
+        self.calls.append(entry)
+        if precious:
+            self.mark_precious()
+        self._append(entry)
 
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-    async def put(self, key: str, value: Any) -> None:
-        """Record a completed step's output durably before the run goes on."""
-        self._append({"key": key, "value": value})
-        self.values[key] = value
-        await self.sync.sync([self.path])
-
-    def note_call(self, **meter: Any) -> None:
-        """Record a model call's meter (made durable with the next put or the outcome)."""
-        entry = {"type": "call", **meter}
-        self._append(entry)
-        self.calls.append(entry)
 
     @property
     def cost_usd(self) -> Decimal:
@@ -74,7 +97,3 @@ class Journal:
     def tokens(self) -> dict[str, int]:
         return {"input": sum(int(c.get("tokens_in", 0)) for c in self.calls),
                 "output": sum(int(c.get("tokens_out", 0)) for c in self.calls)}
-
-    @property
-    def empty(self) -> bool:
-        return not self.values and not self.calls

@@ -176,11 +176,6 @@ class Pipeline:
         started = time.monotonic()
         ctx: RunContext | None = None
         try:
-            pending = self.spool.pending_outcome(claim)
-            if pending is not None:
-                final = await asyncio.shield(self.spool.finish(claim, pending["outcome"], pending["sidecar"], {}))
-                self._count(claim.workflow, pending["outcome"], started)
-                return pending["outcome"]
             journal = Journal(claim.journal_path, self.spool.sync)
             self.gateway.budget.start_run(claim.cid, journal.cost_usd)
             self.audit.append("resumed" if claim.resumed else "claimed", correlation_id=claim.cid,
@@ -193,7 +188,7 @@ class Pipeline:
                     outcome = await self._decide(ctx)
                     break
                 except Paused as paused:
-                    if ctx.journal.empty:
+                    if not ctx.journal.precious:
                         await self.spool.unclaim(claim, paused.reason)
                         log.info("run_waiting", reason=paused.reason, file=display_name(claim.original_name))
                         return "waiting"
@@ -238,9 +233,6 @@ class Pipeline:
 
     async def _run(self, ctx: RunContext) -> Any:
         claim = ctx.claim
-        if claim.meta.get("claim_lost"):
-            raise NeedsReview("claim_record_lost", detail="the claim record was lost in a crash; "
-                                                          "check the workflow and approve or requeue")
         if claim.kind != "file":
             raise DataError(claim.kind, f"a {claim.kind} is never opened or followed")
         workflow = self.workflows.get(claim.workflow)

@@ -17,6 +17,10 @@ PATTERNS = [
 ]
 
 
+# one pass to tell whether any shape is present at all (most strings have none)
+_ANY = re.compile("|".join(f"(?:{p.pattern.removeprefix('(?i)')})" for p in PATTERNS), re.IGNORECASE)
+
+
 class Redactor:
     """Callable that scrubs a string, or every string inside a JSON-like value."""
 
@@ -27,6 +31,8 @@ class Redactor:
         for secret in self.secrets:
             if secret in value:
                 value = value.replace(secret, MASK)
+        if len(value) < 8 or not _ANY.search(value):
+            return value
         for pattern in PATTERNS:
             if pattern.groups >= 2:
                 value = pattern.sub(lambda m: m.group(1) + m.group(2) + MASK, value)

@@ -1,21 +1,26 @@
-"""The folder state machine: incoming -> processing/<cid>/ -> archive | failed | review.
+"""The folder state machine: incoming -> processing/<cid>.<workflow>/ -> archive | failed | review.
 
 Every move is an os.rename within AGENTD_HOME; the fsyncs of many files are grouped.
-The sidecar is durable before the rename that makes an outcome visible, and the
-outcome's audit line is durable before both.
+The outcome's audit line and the sidecar are durable before the rename that makes the
+outcome visible. A run creates one file of its own (the sidecar): file creation is the
+costly metadata operation, so the claim record is the folder's name and the decided
+outcome is the audit line.
 """
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import stat
-import uuid
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import quote, unquote_to_bytes
 
-from agentd.audit import AuditLog, iter_records, utcnow_iso
+from agentd.audit import AuditLog, utcnow_iso
 from agentd.config import Config
 from agentd.durable import GroupSync, write_json
 
@@ -23,9 +28,8 @@ TEMP_SUFFIXES = (".part", ".tmp", ".crdownload", ".swp", "~")
 TERMINAL = {"archived": "archive", "failed": "failed", "review": "review"}
 SIDECAR = ".meta.json"
 NAME_MAX = 255
+CID_LEN = 32
 # control files start with a dot: a dropped file never has such a name (it is ignored)
-CLAIM_FILE = ".claim.json"
-OUTCOME_FILE = ".outcome.json"
 JOURNAL_FILE = ".journal.jsonl"
 DEFAULT_WORKFLOW = "triage"
 
@@ -35,8 +39,18 @@ def ignored_name(name: str) -> bool:
     return name.startswith(".") or name.endswith(TEMP_SUFFIXES)
 
 
-def new_correlation_id() -> str:
-    return uuid.uuid4().hex
+def new_correlation_id(now: float | None = None) -> str:
+    """32 hex digits: 80 random bits (any 6+ leading digits pick one run), then 48 bits of ms."""
+    ms = int((time.time() if now is None else now) * 1000)
+    return f"{secrets.token_hex(10)}{ms:012x}"
+
+
+def cid_time_iso(cid: str) -> str:
+    try:
+        ms = int(cid[-12:], 16)
+    except ValueError:
+        return utcnow_iso()
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def file_kind(mode: int) -> str:
@@ -60,9 +74,22 @@ def display_name(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def claim_dir_name(cid: str, workflow: str) -> str:
+    """processing/<cid>.<workflow>: the folder name is the claim record (no file to create)."""
+    encoded = quote(os.fsencode(workflow), safe="-_")
+    return f"{cid}.{encoded[:NAME_MAX - CID_LEN - 1]}"
+
+
+def parse_claim_dir(name: str) -> tuple[str, str] | None:
+    cid, dot, encoded = name.partition(".")
+    if len(cid) != CID_LEN or not dot or not encoded:
+        return None
+    return cid, os.fsdecode(unquote_to_bytes(encoded))
+
+
 @dataclass
 class Claim:
-    """A file the daemon owns: processing/<cid>/ holds it, its claim record and journal."""
+    """A file the daemon owns: processing/<cid>.<workflow>/ holds it and its journal."""
 
     cid: str
     workflow: str
@@ -72,7 +99,7 @@ class Claim:
     size: int = 0
     started_at: str = ""
     resumed: bool = False
-    meta: dict[str, Any] = field(default_factory=dict)
+    logged_outcome: dict[str, Any] | None = None  # an outcome audited before a crash
 
     @property
     def data(self) -> Path:
@@ -81,11 +108,6 @@ class Claim:
     @property
     def journal_path(self) -> Path:
         return self.dir / JOURNAL_FILE
-
-    def record(self) -> dict[str, Any]:
-        return {"correlation_id": self.cid, "workflow": self.workflow,
-                "original_name": self.original_name, "kind": self.kind, "size": self.size,
-                "started_at": self.started_at, **self.meta}
 
 
 class Spool:
@@ -96,16 +118,11 @@ class Spool:
         self.sync = sync
         self._reserved: set[Path] = set()
 
-    # -- layout -----------------------------------------------------------------------
-    def ensure_dirs(self) -> None:
-        for sub in ("incoming", "processing", "archive", "failed", "review", "state", "logs", "data"):
-            (self.home / sub).mkdir(parents=True, exist_ok=True)
-
     def terminal_dir(self, outcome: str) -> Path:
         return self.home / TERMINAL[outcome]
 
     # -- claim ------------------------------------------------------------------------
-    async def claim(self, path: Path, workflow: str, extra: dict[str, Any] | None = None) -> Claim | None:
+    async def claim(self, path: Path, workflow: str) -> Claim | None:
         """Take `path` out of incoming/ by rename; None if it is gone (someone else took it)."""
         try:
             st = os.lstat(path)
@@ -113,70 +130,67 @@ class Spool:
             return None
         cid = new_correlation_id()
         claim = Claim(cid=cid, workflow=workflow, original_name=path.name,
-                      dir=self.home / "processing" / cid, kind=file_kind(st.st_mode),
-                      size=st.st_size, started_at=utcnow_iso(), meta=dict(extra or {}))
+                      dir=self.home / "processing" / claim_dir_name(cid, workflow), kind=file_kind(st.st_mode),
+                      size=st.st_size, started_at=cid_time_iso(cid))
         claim.dir.mkdir(mode=0o750)
-        write_json(claim.dir / CLAIM_FILE, claim.record())
         try:
             os.rename(path, claim.data)
         except FileNotFoundError:
-            shutil.rmtree(claim.dir, ignore_errors=True)
+            os.rmdir(claim.dir)
             return None
-        await self.sync.sync([claim.dir / CLAIM_FILE, claim.dir, claim.dir.parent, path.parent])
+        await self.sync.sync([claim.dir, claim.dir.parent, path.parent])
         return claim
 
     # -- recovery ---------------------------------------------------------------------
-    def recover(self) -> Iterator[Claim]:
+    def recover(self) -> list[Claim]:
         """Claims left in processing/ by a crash, oldest first; empty leftovers removed."""
         processing = self.home / "processing"
-        entries = sorted(os.scandir(processing), key=lambda e: e.stat(follow_symlinks=False).st_mtime_ns)
-        for entry in entries:
+        claims = []
+        for entry in sorted(os.scandir(processing), key=lambda e: e.name[CID_LEN - 12:CID_LEN]):
             path = Path(entry.path)
-            if not entry.is_dir(follow_symlinks=False):
+            parsed = parse_claim_dir(entry.name) if entry.is_dir(follow_symlinks=False) else None
+            if parsed is None:
                 # not ours: put it back where the operator can see it
-                os.rename(path, self._free_name(self.home / "incoming", entry.name, "stray"))
+                os.rename(path, self._free_name(self.home / "incoming", entry.name, new_correlation_id()))
                 continue
-            claim = self._load_claim(path)
-            if claim is None:
-                shutil.rmtree(path, ignore_errors=True)
+            data = [p for p in path.iterdir() if not p.name.startswith(".")]
+            if not data:
+                shutil.rmtree(path, ignore_errors=True)  # finished but for the clean-up
                 continue
-            claim.resumed = True
-            yield claim
+            st = os.lstat(data[0])
+            claims.append(Claim(cid=parsed[0], workflow=parsed[1], original_name=data[0].name, dir=path,
+                                kind=file_kind(st.st_mode), size=st.st_size, started_at=cid_time_iso(parsed[0]),
+                                resumed=True))
+        if claims:
+            logged = self._logged_outcomes({c.cid for c in claims})
+            for claim in claims:
+                claim.logged_outcome = logged.get(claim.cid)
+        return claims
 
-    def _load_claim(self, cid_dir: Path) -> Claim | None:
+    def _logged_outcomes(self, cids: set[str]) -> dict[str, dict[str, Any]]:
+        """Outcome lines already in the current audit file for these runs (one pass)."""
+        found: dict[str, dict[str, Any]] = {}
         try:
-            record = json.loads((cid_dir / CLAIM_FILE).read_text("utf-8", "surrogateescape"))
-        except (OSError, ValueError):
-            record = None
-        data_files = [p for p in cid_dir.iterdir() if not p.name.startswith(".")]
-        if record is None:
-            if not data_files:
-                return None
-            # the claim record was lost (power cut): keep the file, let a human decide
-            name = data_files[0].name
-            return Claim(cid=cid_dir.name, workflow=DEFAULT_WORKFLOW, original_name=name, dir=cid_dir,
-                         kind=file_kind(os.lstat(data_files[0]).st_mode), started_at=utcnow_iso(),
-                         meta={"claim_lost": True})
-        claim = Claim(cid=record["correlation_id"], workflow=record["workflow"],
-                      original_name=record["original_name"], dir=cid_dir, kind=record.get("kind", "file"),
-                      size=record.get("size", 0), started_at=record.get("started_at", ""),
-                      meta={k: v for k, v in record.items() if k not in (
-                          "correlation_id", "workflow", "original_name", "kind", "size", "started_at")})
-        if not os.path.lexists(claim.data):
-            return None  # finished except for the clean-up, or never moved in
-        return claim
-
-    def pending_outcome(self, claim: Claim) -> dict | None:
-        """An outcome decided before the crash, still to be made visible."""
-        try:
-            return json.loads((claim.dir / OUTCOME_FILE).read_text("utf-8", "surrogateescape"))
-        except (OSError, ValueError):
-            return None
+            fh = open(self.audit.path, "rb")
+        except FileNotFoundError:
+            return found
+        with fh:
+            for raw in fh:
+                if b'"outcome"' not in raw:
+                    continue
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    continue
+                if record.get("event") == "outcome" and record.get("correlation_id") in cids:
+                    found[record["correlation_id"]] = record
+        return found
 
     async def unclaim(self, claim: Claim, reason: str) -> Path:
         """Put a claim that did no paid work back into incoming/: it waits there, not failed."""
-        source = claim.meta.get("source") or claim.original_name
-        target_dir = (self.home / "incoming" / source).parent
+        target_dir = self.home / "incoming"
+        if claim.workflow != DEFAULT_WORKFLOW:
+            target_dir = target_dir / claim.workflow
         target_dir.mkdir(parents=True, exist_ok=True)
         target = target_dir / claim.original_name
         if os.path.lexists(target):
@@ -191,42 +205,30 @@ class Spool:
     # -- finish -----------------------------------------------------------------------
     async def finish(self, claim: Claim, outcome: str, sidecar: dict[str, Any],
                      audit_fields: dict[str, Any]) -> Path:
-        """Make the outcome durable (audit line, sidecar), then visible (rename). Idempotent."""
+        """Make the outcome durable (audit line + sidecar), then visible (rename). Idempotent."""
         target_dir = self.terminal_dir(outcome)
-        pending = self.pending_outcome(claim)
-        if pending and pending.get("outcome") == outcome:
-            final = target_dir / pending["final_name"]
-            sidecar = pending["sidecar"]
+        logged = claim.logged_outcome
+        if logged and logged.get("outcome") == outcome and logged.get("file"):
+            final = target_dir / logged["file"]  # decided before a crash: the same name again
+            entry = {"seq": logged["seq"], "hash": logged["hash"]}
         else:
             final = self._free_name(target_dir, claim.original_name, claim.cid)
-            write_json(claim.dir / OUTCOME_FILE, {"outcome": outcome, "final_name": final.name,
-                                                  "sidecar": sidecar})
+            appended = self.audit.append("outcome", correlation_id=claim.cid, workflow=claim.workflow,
+                                         outcome=outcome, file=final.name, **audit_fields)
+            entry = {"seq": appended.seq, "hash": appended.hash}
         self._reserved.add(final)
         try:
-            entry = self._logged_outcome(claim.cid) if pending else None
-            if entry is None:
-                entry = self.audit.append("outcome", correlation_id=claim.cid, workflow=claim.workflow,
-                                          outcome=outcome, file=final.name, **audit_fields)
-                entry = {"seq": entry.seq, "hash": entry.hash}
-            await self.sync.sync([claim.dir / OUTCOME_FILE, self.audit.path])
-            sidecar = {**sidecar, "audit_seq": entry["seq"], "audit_hash": entry["hash"]}
             meta_path = final.with_name(final.name + SIDECAR)
-            write_json(meta_path, sidecar)
-            await self.sync.sync([meta_path, target_dir])
+            write_json(meta_path, {**sidecar, "audit_seq": entry["seq"], "audit_hash": entry["hash"]})
+            # one group commit: the outcome line, the sidecar and its folder entry, then the rename
+            await self.sync.sync([self.audit.path, meta_path, target_dir])
             if os.path.lexists(claim.data):
                 os.rename(claim.data, final)
-            await self.sync.sync([target_dir, claim.dir])
+            await self.sync.sync([target_dir])
             shutil.rmtree(claim.dir, ignore_errors=True)
         finally:
             self._reserved.discard(final)
         return final
-
-    def _logged_outcome(self, cid: str) -> dict | None:
-        found = None
-        for record in iter_records(self.audit.dir):
-            if record.get("event") == "outcome" and record.get("correlation_id") == cid:
-                found = {"seq": record["seq"], "hash": record["hash"]}
-        return found
 
     def _free_name(self, directory: Path, name: str, cid: str) -> Path:
         """`name` if it and its sidecar are free, else name-<cid8>; always short enough."""

@@ -53,6 +53,7 @@ class Gateway:
         self.stop_reason = stop_reason
         self._sleep = sleep
         self._latencies: dict[str, deque[float]] = {}
+        self._validators: dict[str, jsonschema.Draft202012Validator] = {}
 
     # -- the face workflows see ------------------------------------------------------------
     async def structured(self, run: Run, request: LLMRequest, key: str) -> Any:
@@ -61,7 +62,7 @@ class Gateway:
         if done is not MISSING:
             run.note_model(done["provider"], done["model"])
             return done["value"]
-        validator = jsonschema.Draft202012Validator(request.schema)
+        validator = self._validator(request.schema)
         history: list[dict[str, Any]] = list(request.history)
         for ask in range(MAX_REASKS + 1):
             response = await self._routed(run, LLMRequest(**{**request.__dict__, "history": tuple(history)}))
@@ -76,6 +77,14 @@ class Gateway:
                         {"role": "user", "content": f"Your answer was not valid: {problem}. "
                                                     "Answer again with JSON that matches the schema."}]
         raise ModelError("invalid_output", f"the model's answer failed the schema {MAX_REASKS + 1} times: {problem}")
+
+    def _validator(self, schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
+        key = json.dumps(schema, sort_keys=True)
+        validator = self._validators.get(key)
+        if validator is None:
+            jsonschema.Draft202012Validator.check_schema(schema)
+            validator = self._validators[key] = jsonschema.Draft202012Validator(schema)
+        return validator
 
     async def _journaled(self, run: Run, key: str, response: LLMResponse, value: Any) -> Any:
         run.note_model(response.provider, response.model)
@@ -204,7 +213,8 @@ class Gateway:
         fields = dict(provider=self.provider.name, model=model, tokens_in=tokens_in, tokens_out=tokens_out,
                       cost_usd=cost, run_cost_usd=run_cost, latency_ms=round(latency_s * 1000, 1),
                       attempt=attempt, status=status)
-        run.journal.note_call(**{k: (str(v) if isinstance(v, Decimal) else v) for k, v in fields.items()})
+        run.journal.note_call(precious=self.provider.name != "offline",
+                              **{k: (str(v) if isinstance(v, Decimal) else v) for k, v in fields.items()})
         self.audit.append("llm_call", correlation_id=run.cid, workflow=run.workflow, **fields)
         m = self.metrics
         m.llm_calls.labels(self.provider.name, model, status).inc()
