@@ -1,0 +1,141 @@
+"""The review queue: ambiguous parties wait in review/; a human approves with a choice or rejects."""
+from __future__ import annotations
+
+import getpass
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import audit_events, cli, sidecar_for
+
+DIRECTORY = ("id,name,email,aliases\n"
+             "c-100,Acme Widgets Ltd,billing@acme-widgets.example,\n"
+             "c-200,ACME Widgets Limited,accounts@acme-uk.example,Acme Widgets Ltd|Acme UK\n"
+             "c-300,Nordwind GmbH,info@nordwind.example,\n")
+INVOICE = "INVOICE 2291\nAcme Widgets Ltd\n12 Mill Road\nAmount due: $120.00\nPlease pay by 2026-07-01.\n"
+
+
+@pytest.fixture
+def ambiguous(home: Path) -> dict:
+    """One invoice whose sender matches two directory entries, processed into review/."""
+    (home / "data").mkdir(exist_ok=True)
+    (home / "data" / "directory.csv").write_text(DIRECTORY)
+    (home / "incoming").mkdir(exist_ok=True)
+    (home / "incoming" / "invoice.txt").write_text(INVOICE)
+    done = cli(home, "run", "--burst")
+    assert done.returncode == 0, done.stderr
+    meta = sidecar_for(home, "invoice.txt")
+    assert meta is not None
+    return meta
+
+
+def test_a_party_matching_two_directory_entries_waits_in_review_with_both_candidates(
+        home: Path, ambiguous: dict) -> None:
+    assert ambiguous["outcome"] == "review" and ambiguous["reason"] == "ambiguous_party"
+    assert (home / "review" / "invoice.txt").exists()
+    assert [(c["id"], c["name"]) for c in ambiguous["candidates"]] == [
+        ("c-100", "Acme Widgets Ltd"), ("c-200", "ACME Widgets Limited")]
+    assert ambiguous["result"]["party_link"]["status"] == "ambiguous"
+
+
+def test_approve_with_a_choice_archives_the_file_with_that_link_and_an_audit_event(
+        home: Path, ambiguous: dict) -> None:
+    cid = ambiguous["correlation_id"]
+
+    done = cli(home, "review", "approve", cid[:8], "--choice", "2")
+
+    assert done.returncode == 0, done.stderr
+    assert "approved" in done.stdout and "archive/invoice.txt" in done.stdout
+    assert not (home / "review" / "invoice.txt").exists() and (home / "archive" / "invoice.txt").exists()
+    assert list((home / "review").glob("*.meta.json")) == []
+    meta = sidecar_for(home, "invoice.txt")
+    assert meta["outcome"] == "archived" and meta["reason"] == "approved"
+    link = meta["result"]["party_link"]
+    assert link["status"] == "linked" and link["id"] == "c-200" and link["name"] == "ACME Widgets Limited"
+    assert meta["review"]["decision"] == "approve" and meta["review"]["choice"] == 2
+    assert meta["review"]["by"] == getpass.getuser() and meta["review"]["was"] == "ambiguous_party"
+    [decision] = audit_events(home, "review_decision")
+    assert decision["correlation_id"] == cid and decision["decision"] == "approve" and decision["choice"] == 2
+    assert decision["by"] == getpass.getuser() and decision["at"]
+    outcome = [e for e in audit_events(home, "outcome") if e["correlation_id"] == cid][-1]
+    assert outcome["outcome"] == "archived" and outcome["seq"] == meta["audit_seq"]
+    assert outcome["hash"] == meta["audit_hash"] and outcome["seq"] > decision["seq"]
+    verified = cli(home, "audit", "verify")
+    assert verified.returncode == 0, verified.stdout
+
+
+def test_reject_moves_the_file_to_failed_with_a_policy_error(home: Path, ambiguous: dict) -> None:
+    done = cli(home, "review", "reject", ambiguous["correlation_id"], "--reason", "not a customer of ours")
+    assert done.returncode == 0, done.stderr
+    meta = sidecar_for(home, "invoice.txt")
+    assert (home / "failed" / "invoice.txt").exists()
+    assert meta["outcome"] == "failed" and meta["error_class"] == "policy"
+    assert meta["reason"] == "not a customer of ours" and meta["review"]["decision"] == "reject"
+    [decision] = audit_events(home, "review_decision")
+    assert decision["decision"] == "reject"
+
+
+def test_reject_without_a_reason_says_rejected(home: Path, ambiguous: dict) -> None:
+    assert cli(home, "review", "reject", ambiguous["correlation_id"]).returncode == 0
+    assert sidecar_for(home, "invoice.txt")["reason"] == "rejected"
+
+
+def test_list_shows_a_table_for_people_and_json_for_scripts(home: Path, ambiguous: dict) -> None:
+    table = cli(home, "review", "list")
+    assert table.returncode == 0
+    header, row = table.stdout.splitlines()[:2]
+    assert header.split() == ["ID", "SINCE", "WORKFLOW", "REASON", "CHOICES", "FILE"]
+    assert ambiguous["correlation_id"][:12] in row and "ambiguous_party" in row and "invoice.txt" in row
+    rows = json.loads(cli(home, "review", "list", "--json").stdout)
+    assert [(r["id"], r["reason"], r["candidates"]) for r in rows] == [
+        (ambiguous["correlation_id"], "ambiguous_party", 2)]
+
+
+def test_show_numbers_the_candidates_for_choice(home: Path, ambiguous: dict) -> None:
+    shown = cli(home, "review", "show", ambiguous["correlation_id"][:6])
+    assert shown.returncode == 0
+    assert "1. Acme Widgets Ltd <billing@acme-widgets.example>" in shown.stdout
+    assert "2. ACME Widgets Limited <accounts@acme-uk.example>" in shown.stdout
+    as_json = json.loads(cli(home, "review", "show", ambiguous["correlation_id"], "--json").stdout)
+    assert as_json["correlation_id"] == ambiguous["correlation_id"]
+
+
+@pytest.mark.parametrize("args", [("--choice", "3"), ("--choice", "0"), ()])
+def test_a_bad_or_missing_choice_is_a_usage_error_and_changes_nothing(home: Path, ambiguous: dict,
+                                                                     args: tuple[str, ...]) -> None:
+    done = cli(home, "review", "approve", ambiguous["correlation_id"], *args)
+    assert done.returncode == 2 and "choice" in done.stderr
+    assert (home / "review" / "invoice.txt").exists() and audit_events(home, "review_decision") == []
+
+
+def test_an_unknown_id_is_exit_1(home: Path, ambiguous: dict) -> None:
+    done = cli(home, "review", "approve", "ffffffffff", "--choice", "1")
+    assert done.returncode == 1 and "no file in review/" in done.stderr
+
+
+def test_an_id_already_decided_says_so(home: Path, ambiguous: dict) -> None:
+    cid = ambiguous["correlation_id"]
+    assert cli(home, "review", "approve", cid, "--choice", "1").returncode == 0
+    again = cli(home, "review", "reject", cid)
+    assert again.returncode == 1 and "not waiting for review (it is archived)" in again.stderr
+
+
+def test_a_prefix_shared_by_two_files_is_ambiguous_and_a_short_one_is_a_usage_error(home: Path) -> None:
+    (home / "review").mkdir()
+    for n, cid in enumerate(("abcdef0123456789", "abcdef9876543210")):
+        (home / "review" / f"f{n}.txt").write_text("x")
+        (home / "review" / f"f{n}.txt.meta.json").write_text(json.dumps(
+            {"correlation_id": cid, "workflow": "triage", "original_name": f"f{n}.txt", "outcome": "review",
+             "reason": "low_confidence", "finished_at": f"2026-01-0{n + 1}T00:00:00Z"}))
+    ambiguous = cli(home, "review", "show", "abcdef")
+    assert ambiguous.returncode == 1 and "ambiguous" in ambiguous.stderr
+    assert cli(home, "review", "show", "abc").returncode == 2
+    approved = cli(home, "review", "approve", "abcdef98")
+    assert approved.returncode == 0, approved.stderr
+    assert json.loads((home / "archive" / "f1.txt.meta.json").read_text())["reason"] == "approved"
+
+
+def test_an_empty_queue_says_so(home: Path) -> None:
+    done = cli(home, "review", "list")
+    assert done.returncode == 0 and "review queue is empty" in done.stdout
