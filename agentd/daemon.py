@@ -32,6 +32,7 @@ from agentd.watcher import Candidate, Watcher
 log = logs.get("agentd")
 TICK_S = 0.25
 RETRY_STALLED_S = 30.0
+PARK_S = 5.0
 LOCK_FILE = "agentd.lock"
 
 
@@ -94,7 +95,7 @@ class Daemon:
         self.tools = self._make_tools()
         self.pipeline = Pipeline(c, self.spool, self.audit, self.gateway, self.workflows, self.index,
                                  self.metrics, guards=[StopGuard(self.stop_reason)], wait_open=self.wait_open,
-                                 tools=self.tools, on_finish=self._on_finish)
+                                 tools=self.tools, on_finish=self._on_finish, on_wait=self._on_wait)
         self.watcher = Watcher(c)
         self.queue: asyncio.Queue[Candidate | Claim] = asyncio.Queue(maxsize=c.concurrency)
         self._install_signals()
@@ -171,6 +172,8 @@ class Daemon:
         reason = self.stop_reason()
         if reason is None and self.gateway.blocked():
             reason = "model_unavailable"
+        if reason is None and self.gateway.on_trial() and (self.in_flight or self.queue.qsize()):
+            reason = "model_unavailable"  # one trial file at a time while the circuit is not closed
         return reason
 
     async def wait_open(self, reason: str) -> None:
@@ -232,6 +235,11 @@ class Daemon:
             self.in_flight -= 1
             self.metrics.in_flight.set(self.in_flight)
             self.last_progress_at = time.time()
+
+    def _on_wait(self, path: Path, reason: str) -> None:
+        """A run went back to incoming/: a file the model failed on waits a while first."""
+        if reason == "model_unreachable":
+            self.watcher.defer(path, PARK_S)
 
     def _on_finish(self, workflow: str, outcome: str) -> None:
         if outcome == "failed":

@@ -156,7 +156,8 @@ class Pipeline:
     def __init__(self, config: Config, spool: Spool, audit: AuditLog, gateway: Gateway,
                  workflows: dict[str, Workflow], index: DedupeIndex, metrics: Metrics,
                  guards: list[Guard], wait_open: Callable[[str], Awaitable[None]],
-                 tools: Any = None, on_finish: Callable[[str, str], None] = lambda w, o: None):
+                 tools: Any = None, on_finish: Callable[[str, str], None] = lambda w, o: None,
+                 on_wait: Callable[[Path, str], None] = lambda p, r: None):
         self.config = config
         self.spool = spool
         self.audit = audit
@@ -168,6 +169,8 @@ class Pipeline:
         self.wait_open = wait_open
         self.tools = tools
         self.on_finish = on_finish
+        self.on_wait = on_wait
+        self._strikes: dict[tuple[int, int, int], int] = {}
         self._same_content: dict[tuple[str, str], asyncio.Future[None]] = {}
 
     async def process(self, claim: Claim) -> str:
@@ -189,7 +192,7 @@ class Pipeline:
                     break
                 except Paused as paused:
                     if not ctx.journal.precious:
-                        await self.spool.unclaim(claim, paused.reason)
+                        self.on_wait(await self.spool.unclaim(claim, paused.reason), paused.reason)
                         log.info("run_waiting", reason=paused.reason, file=display_name(claim.original_name))
                         return "waiting"
                     log.info("run_paused", reason=paused.reason)
@@ -222,6 +225,8 @@ class Pipeline:
         except NeedsReview as review:
             return Outcome("review", reason=review.reason, result=review.result, extra=review.details)
         except AgentdError as error:
+            if error.extra.get("retryable") and not ctx.journal.precious and self._first_strike(ctx.claim):
+                raise Paused("model_unreachable") from None
             return Outcome("failed", reason=error.reason, error_class=error.error_class,
                            detail=error.detail or None, extra=error.extra)
         except (Paused, asyncio.CancelledError):
@@ -230,6 +235,22 @@ class Pipeline:
             log.exception("step_crashed", step=ctx.step)
             return Outcome("failed", reason="internal_error", error_class="internal",
                            detail=self.audit.redact(f"{exc.__class__.__name__}: {exc}")[:500])
+
+    def _first_strike(self, claim: Claim) -> bool:
+        """A file whose model calls all failed (while the model answers others) gets one more go."""
+        try:
+            st = os.lstat(claim.data)
+        except FileNotFoundError:
+            return False
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        strikes = self._strikes.get(key, 0)
+        if strikes:
+            self._strikes.pop(key, None)
+            return False
+        if len(self._strikes) >= 10_000:
+            self._strikes.pop(next(iter(self._strikes)))
+        self._strikes[key] = 1
+        return True
 
     async def _run(self, ctx: RunContext) -> Any:
         claim = ctx.claim

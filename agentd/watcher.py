@@ -72,6 +72,7 @@ class Watcher:
         self.closed: dict[str, None] = {}  # paths closed after writing, in order
         self.settling: dict[str, float] = {}  # path -> when it will have settled
         self.queued: set[str] = set()
+        self.not_before: dict[str, float] = {}  # parked files: not taken again before then
         self.overflow = False
         self.wake = asyncio.Event()
         self._observer: Any = None
@@ -119,6 +120,14 @@ class Watcher:
         self.overflow = True
         self.wake.set()
 
+    def defer(self, path: Path, delay_s: float) -> None:
+        """Leave `path` alone for `delay_s` (a parked run), then offer it again."""
+        if len(self.not_before) < HINT_CAP:
+            at = self.clock() + delay_s
+            self.not_before[os.fspath(path)] = at
+            self.settling[os.fspath(path)] = at
+            self.wake.set()
+
     def done(self, path: Path) -> None:
         """The worker has tried to claim `path`; a later file of that name is new."""
         self.queued.discard(os.fspath(path))
@@ -140,6 +149,12 @@ class Watcher:
         if stat.S_ISDIR(st.st_mode):
             return None
         now = self.clock()
+        wait_until = self.not_before.get(path)
+        if wait_until is not None:
+            if now < wait_until:
+                self.settling[path] = wait_until
+                return None
+            del self.not_before[path]
         if stat.S_ISREG(st.st_mode) and not closed:
             last_write = self.open_writes.get(path)
             if last_write is not None and now - last_write < self.config.stale_open_s:

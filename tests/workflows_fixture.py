@@ -23,3 +23,11 @@ async def explode(ctx: Any) -> None:
 
 SLOW = Workflow("slow", steps=(wait_a_while, summarise))
 BROKEN = Workflow("broken", steps=(explode,))
+
+
+async def ask_model(ctx: Any) -> dict[str, Any]:
+    from agentd.workflows.triage import TRIAGE_SCHEMA
+    return await ctx.ask(task="triage", system="Triage.", document=ctx.text(), schema=TRIAGE_SCHEMA)
+
+
+PAID_THEN_SLOW = Workflow("paid_then_slow", steps=(ask_model, wait_a_while))

@@ -67,6 +67,11 @@ class Provider(Protocol):
     async def close(self) -> None: ...
 
 
-def estimate_tokens(text: str) -> int:
-    """A deliberately high estimate (3 characters a token) for reserving budget."""
-    return len(text) // 3 + 16
+def token_bound(text: str, messages: int = 2) -> int:
+    """An upper bound on the input tokens of a prompt, for reserving budget.
+
+    Byte-level BPE tokenizers (OpenAI's, Anthropic's) never make more tokens than UTF-8
+    bytes; each message adds a few tokens of framing. Real counts are 3-4x lower for
+    English, so the reservation is generous, but the caps cannot be overshot by input.
+    """
+    return len(text.encode("utf-8", "surrogatepass")) + 8 * messages + 16

@@ -20,8 +20,8 @@ from agentd.config import Config
 from agentd.costs import Budget
 from agentd.errors import ModelError, NetworkError, Paused
 from agentd.journal import MISSING, Journal
-from agentd.llm.base import LLMRequest, LLMResponse, Provider, ProviderError, estimate_tokens
-from agentd.llm.breaker import STATE_LEVEL, Breakers
+from agentd.llm.base import LLMRequest, LLMResponse, Provider, ProviderError, token_bound
+from agentd.llm.breaker import CLOSED, OPEN, STATE_LEVEL, Breakers
 from agentd.metrics import Metrics
 
 MAX_REASKS = 2
@@ -122,8 +122,9 @@ class Gateway:
             if index > 0 or skipped:
                 self.audit.append("llm_route", correlation_id=run.cid, model=model, decision="fallback",
                                   why=f"previous model failed: {last.label if last else 'breaker_open'}")
+            trial = self.breakers.get(key).state != CLOSED  # a half-open trial is one attempt
             try:
-                response = await self._attempts(run, request, model)
+                response = await self._attempts(run, request, model, 1 if trial else self.config.llm_max_attempts)
             except ProviderError as exc:
                 if exc.kind == "model":
                     self.breakers.release(key)
@@ -138,7 +139,8 @@ class Gateway:
             return response
         if last is None or all(not self.breakers.ready(f"{self.provider.name}:{m}") for m in models):
             raise Paused("model_unavailable")
-        raise NetworkError("model_unreachable", f"all models failed; last: {last}")
+        # the models answer others but failed this run: the caller may park it and try once more
+        raise NetworkError("model_unreachable", f"all models failed; last: {last}", retryable=True)
 
     def _breaker_changed(self, key: str, state: str | None) -> None:
         if state is None:
@@ -152,12 +154,16 @@ class Gateway:
         """True while no model of the chain could take a call: claiming should wait."""
         return not any(self.breakers.ready(f"{self.provider.name}:{m}") for m in self.config.models())
 
+    def on_trial(self) -> bool:
+        """True while no model's circuit is closed: only one file at a time goes out as a trial."""
+        return all(self.breakers.get(f"{self.provider.name}:{m}").state != CLOSED for m in self.config.models())
+
     # -- retries of one model ----------------------------------------------------------------
-    async def _attempts(self, run: Run, request: LLMRequest, model: str) -> LLMResponse:
+    async def _attempts(self, run: Run, request: LLMRequest, model: str, attempts: int) -> LLMResponse:
         kwargs: dict[str, Any] = {}
         if self._sleep is not None:
             kwargs["sleep"] = self._sleep
-        retrying = AsyncRetrying(stop=stop_after_attempt(self.config.llm_max_attempts),
+        retrying = AsyncRetrying(stop=stop_after_attempt(attempts),
                                  wait=self._wait, retry=retry_if_exception(_retryable), reraise=True, **kwargs)
         async for attempt in retrying:
             with attempt:
@@ -177,12 +183,14 @@ class Gateway:
         reason = self.stop_reason()
         if reason:
             raise Paused(reason)
+        if attempt > 1 and self.breakers.get(f"{self.provider.name}:{model}").state == OPEN:
+            raise Paused("model_unavailable")  # other runs saw the outage: no more retries
         if len(run.journal.calls) >= self.config.llm_max_calls_per_run:
             raise ModelError("call_limit", f"the run reached LLM_MAX_CALLS_PER_RUN={self.config.llm_max_calls_per_run}")
         price = self.config.price(model)
         prompt = request.system + request.user_message() + json.dumps(request.schema) + \
-            "".join(str(m.get("content", "")) for m in request.history)
-        worst = price.cost(estimate_tokens(prompt), request.max_tokens)
+            json.dumps(request.tools) + "".join(str(m.get("content", "")) for m in request.history)
+        worst = price.cost(token_bound(prompt, 3 + len(request.history)), request.max_tokens)
         reservation = self.budget.reserve(run.cid, worst)
         started = time.monotonic()
         status, response, error = "ok", None, None
@@ -213,7 +221,8 @@ class Gateway:
         fields = dict(provider=self.provider.name, model=model, tokens_in=tokens_in, tokens_out=tokens_out,
                       cost_usd=cost, run_cost_usd=run_cost, latency_ms=round(latency_s * 1000, 1),
                       attempt=attempt, status=status)
-        run.journal.note_call(precious=self.provider.name != "offline",
+        # a call that answered or cost money must never be repeated; a refused one may be
+        run.journal.note_call(precious=self.provider.name != "offline" and (status == "ok" or cost > 0),
                               **{k: (str(v) if isinstance(v, Decimal) else v) for k, v in fields.items()})
         self.audit.append("llm_call", correlation_id=run.cid, workflow=run.workflow, **fields)
         m = self.metrics
