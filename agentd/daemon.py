@@ -94,7 +94,7 @@ class Daemon:
         self.index = DedupeIndex(c.state_dir / "index.sqlite")
         self.tools = self._make_tools()
         self.pipeline = Pipeline(c, self.spool, self.audit, self.gateway, self.workflows, self.index,
-                                 self.metrics, guards=[StopGuard(self.stop_reason)], wait_open=self.wait_open,
+                                 self.metrics, guards=[StopGuard(self.kill_reason)], wait_open=self.wait_open,
                                  tools=self.tools, on_finish=self._on_finish, on_wait=self._on_wait)
         self.watcher = Watcher(c)
         self.queue: asyncio.Queue[Candidate | Claim] = asyncio.Queue(maxsize=c.concurrency)
@@ -160,6 +160,10 @@ class Daemon:
         self.reload_requested = True
 
     # -- gates ------------------------------------------------------------------------
+    def kill_reason(self) -> str | None:
+        """The kill switch stops a run at its next step (the budget stops only model calls)."""
+        return "kill_switch" if self.kill.engaged else None
+
     def stop_reason(self) -> str | None:
         """Why no model or tool call may start now, or None."""
         if self.kill.engaged:

@@ -131,7 +131,7 @@ class Guard:
 
 
 class StopGuard(Guard):
-    """Kill switch and daily budget: a run stops at its next step and stays resumable."""
+    """The kill switch: a run stops at its next step and stays resumable."""
 
     def __init__(self, stop_reason: Callable[[], str | None]):
         self.stop_reason = stop_reason
