@@ -48,6 +48,8 @@ def agent_step(system: str, instructions: str, tools: tuple[str, ...] = (), sche
 
 async def run_agent(ctx: Any, spec: AgentSpec) -> Any:
     box = ctx.tools
+    if box is not None:
+        box.begin_step(ctx)
     offered = box.permitted(ctx, spec.tools) if box is not None else ()
     specs = box.specs(offered) if box is not None else ()
     source = spec.document(ctx) if spec.document else _source_text(ctx)

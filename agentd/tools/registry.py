@@ -27,6 +27,7 @@ from agentd.tools.base import Invocation, TokenBucket, Tool
 
 log = logs.get("agentd.tools")
 JOURNAL_PREFIX = "tool:"
+INDEX_STATE = "tool_call_index"
 SHOWN_NAME_CHARS = 100
 
 
@@ -152,8 +153,12 @@ class ToolBox:
             return "not in ALLOWED_SERVICES"
         return None
 
+    def begin_step(self, ctx: Any) -> None:
+        """Number the step's calls from 1 again: a step that runs again (after a pause) replays them."""
+        ctx.state.setdefault(INDEX_STATE, {})[ctx.step] = 0
+
     def _next_index(self, ctx: Any) -> int:
-        counts = ctx.state.setdefault("tool_call_index", {})
+        counts = ctx.state.setdefault(INDEX_STATE, {})
         counts[ctx.step] = counts.get(ctx.step, 0) + 1
         return counts[ctx.step]
 
