@@ -131,7 +131,7 @@ class ToolBox:
         timeout_s = tool.timeout_s or self.config.tool_timeout_s
         await self._take_token(ctx, tool, timeout_s, proposed_by)
         if tool.side_effect:
-            _mark_precious(ctx.journal)
+            ctx.journal.mark_precious()  # from here on the journal is on disk: a resume replays, never repeats
         result = await self._run(ctx, tool, params, key, timeout_s, proposed_by)
         await ctx.journal.put(journal_key, {"tool": name, "key": key, "result": result})
         return result
@@ -216,13 +216,6 @@ class ToolBox:
                           proposed_by=proposed_by)
         self.metrics.tool_calls.labels(name, status).inc()
         log.info("tool_call", tool=name, status=status, latency_ms=latency_ms, proposed_by=proposed_by)
-
-
-def _mark_precious(journal: Any) -> None:
-    """From a side effect on, the journal is written and synced (a journal without the notion always is)."""
-    mark = getattr(journal, "mark_precious", None)
-    if mark is not None:
-        mark()
 
 
 def _identity(value: Any) -> Any:
