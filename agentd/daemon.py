@@ -50,6 +50,7 @@ class Daemon:
         self.stopping = False
         self.started_at = time.time()
         self.in_flight = 0
+        self.paused = 0  # runs in flight that wait for the kill switch, budget or model
         self.processed = 0
         self.failed = 0
         self.last_progress_at: float | None = None
@@ -182,8 +183,12 @@ class Daemon:
 
     async def wait_open(self, reason: str) -> None:
         """Hold a paused run (one that already did paid work) until calls may start again."""
-        while self.stop_reason() or self.gateway.blocked():
-            await asyncio.sleep(TICK_S)
+        self.paused += 1
+        try:
+            while self.stop_reason() or self.gateway.blocked():
+                await asyncio.sleep(TICK_S)
+        finally:
+            self.paused -= 1
 
     # -- feeding the workers -------------------------------------------------------------
     async def _enqueue_candidate(self, candidate: Candidate) -> None:
@@ -318,7 +323,7 @@ class Daemon:
             if task.get_name() == "watcher":
                 task.cancel()
         deadline = time.monotonic() + self.config.drain_timeout_s
-        while self.in_flight and time.monotonic() < deadline:
+        while self.in_flight > self.paused and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         left = self.in_flight
         for task in self._tasks:

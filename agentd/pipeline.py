@@ -271,6 +271,7 @@ class Pipeline:
             if done is not MISSING:
                 ctx.outputs[name] = result = done
                 continue
+            ctx._asks = 0  # a re-run step asks under the same journal keys
             for guard in self.guards:
                 await guard.before_step(ctx, name)
             try:
