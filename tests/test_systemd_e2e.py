@@ -172,6 +172,15 @@ def operator_drop_is_archived(m: Machine, admin_token: str) -> None:
         assert status == "200", (method, status)
 
 
+def reload_keeps_running(m: Machine) -> None:
+    # When the configuration is reloaded (SIGHUP), Then the same process goes on
+    old = main_pid(m)
+    m.systemctl("reload", "agentd")
+    wait_until(lambda: "config_reloaded" in m.journal("-u", "agentd", "-n", "5", "-o", "cat"), 10,
+               message="config_reloaded in the journal")
+    assert main_pid(m) == old and m.show("agentd", "ActiveState")["ActiveState"] == "active"
+
+
 def sigkill_restarts_without_loss(m: Machine) -> float:
     # Given three slow runs, at least one of them in flight
     names = {f"slow-{i}.txt" for i in range(3)}
@@ -295,6 +304,8 @@ def uninstall_keeps_data(m: Machine, env_sha: str) -> None:
     gone = ("/opt/agentd", UNIT, "/etc/tmpfiles.d/agentd.conf", "/etc/sysusers.d/agentd.conf")
     assert m.run("ls", "-d", *gone, check=False).stdout.strip() == ""
     assert "invoice-1.txt" in terminal_names(m) and sha256(m, ENV_FILE) == env_sha
+    # Starts, restarts and StateDirectory= left the drop zone as tmpfiles.d made it
+    assert mode_owner(m, f"{STATE}/incoming") == "2770 agentd agentd"
 
 
 @pytest.mark.timeout(400)
@@ -305,6 +316,7 @@ def test_agentd_service_on_a_real_systemd(machine: Machine, tmp_path: Path,
     timings: dict[str, float] = {"boot_s": m.boot_s or 0.0}
     timings.update(install_and_start(m, secrets))                           # 1
     operator_drop_is_archived(m, secrets["ADMIN_TOKEN"])                     # 1
+    reload_keeps_running(m)
     timings["restart_after_sigkill_s"] = sigkill_restarts_without_loss(m)  # 2
     timings["restart_after_watchdog_s"] = watchdog_kills_a_hung_daemon(m)  # 3
     bad_config_fails_once(m)                                                 # 4

@@ -1,11 +1,11 @@
 """A real systemd as PID 1 of a private namespace, to test deploy/agentd.service end to end.
 
-boot.sh moves itself into a cgroup of its own and runs init.sh as PID 1 of new PID,
-mount, UTS, IPC, network and cgroup namespaces. init.sh fences the host off before it
-execs systemd: overlays on /etc /var /usr /opt /root whose upper layers live in the
-scratch folder, tmpfs on /run /tmp /home /dev, and / /sys /proc/sys read-only. The test
-works inside through `nsenter` (never systemctl on the host); `poweroff` ends it, and
-`destroy` makes sure nothing of it is left.
+boot.sh runs init.sh as PID 1 of new PID, mount, UTS, IPC and network namespaces;
+init.sh moves into a cgroup of its own (and a cgroup namespace rooted there) and fences
+the host off before it execs systemd: overlays on /etc /var /usr /opt /root whose upper
+layers live in the scratch folder, tmpfs on /run /tmp /home /dev, and everything else
+read-only. The test works inside through `nsenter` (never systemctl on the host);
+`poweroff` ends it, and `destroy` makes sure nothing of it is left.
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def unavailable(scratch: Path) -> str | None:
     """Why a namespaced systemd cannot run on this host (a skip reason), or None."""
     if os.geteuid() != 0:
         return "needs root: it mounts overlays and boots systemd in a private namespace"
-    for tool in ("unshare", "nsenter", "findmnt", "setpriv"):
+    for tool in ("unshare", "nsenter", "findmnt", "setpriv", "make", "curl"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
     if not SYSTEMD.exists():
@@ -178,6 +178,11 @@ class Machine:
             kill = self.cgroup / "cgroup.kill"
             if self.leftovers() and kill.exists():
                 kill.write_text("1")
+            for pid in self.leftovers():  # kernels before 5.14 have no cgroup.kill
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
             wait_until(lambda: not self.leftovers(), 30, message="the namespace's processes to die")
             for path in sorted((p for p in self.cgroup.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
                 path.rmdir()

@@ -1,15 +1,23 @@
 #!/bin/sh
 # PID 1 of the e2e namespace: fence the host off, then exec a real systemd.
 #
-# Run by boot.sh as `unshare --pid --mount --uts --ipc --net --cgroup --fork --mount-proc
-# --propagation private init.sh` with E2E_SCRATCH (a scratch folder, writable) and
-# E2E_REPO (the agentd checkout) in the environment. Every write systemd, the installer
-# or agentd makes lands in E2E_SCRATCH or in a tmpfs that dies with the namespace:
+# Run by boot.sh as `unshare --pid --mount --uts --ipc --net --fork --mount-proc
+# --propagation private init.sh` with E2E_SCRATCH (a scratch folder, writable),
+# E2E_REPO (the agentd checkout) and E2E_CGROUP (an empty cgroup2 folder) in the
+# environment. Every write systemd, the installer or agentd makes lands in E2E_SCRATCH
+# or in a tmpfs that dies with the namespace:
 #   /etc /var /usr /opt /root  overlays whose upper layers live in $E2E_SCRATCH/upper
 #   /run /tmp /home /dev        private tmpfs (the /dev one gets a few bound device nodes)
 #   / /sys /proc/sys            read-only (per-mount flag: the host's mounts stay as they are)
-#   /sys/fs/cgroup              cgroup2 of our own cgroup namespace
+#   /sys/fs/cgroup              cgroup2 of a cgroup namespace rooted at E2E_CGROUP
 set -eu
+
+# First into E2E_CGROUP and a cgroup namespace rooted there (exec keeps us PID 1), so
+# systemd manages that subtree only, and the unshare process outside is not in it.
+if [ -z "${E2E_IN_CGNS:-}" ]; then
+    echo $$ > "${E2E_CGROUP:?}/cgroup.procs"
+    E2E_IN_CGNS=1 exec unshare --cgroup "$0"
+fi
 
 S=${E2E_SCRATCH:?}
 REPO=${E2E_REPO:?}
@@ -66,8 +74,17 @@ for p in /proc/sys /proc/sysrq-trigger; do
     mount --bind "$p" "$p"
     mount -o remount,bind,ro "$p"
 done
-# The root mount last: everything not overlaid above is now read-only to us.
+# The root mount last: everything not overlaid above is now read-only to us, and so is
+# any other mount of the host's (a separate /boot, /srv, /mnt/...). Mounts hidden under
+# an overlay or a tmpfs of ours are out of reach anyway.
 mount -o remount,bind,ro /
+findmnt -rn -o TARGET | while read -r target; do
+    case $target in
+        /|/proc|/proc/*|/sys|/sys/*|/dev|/dev/*|/run|/run/*|/tmp|/tmp/*|/home|/home/*) continue ;;
+        /etc|/etc/*|/var|/var/*|/usr|/usr/*|/opt|/opt/*|/root|/root/*) continue ;;
+    esac
+    mount -o remount,bind,ro "$target" || fail "cannot make $target read-only"
+done
 
 # -- 5. what this boot runs: a minimal target, host-touching units masked ----------------
 U=/etc/systemd/system
@@ -118,6 +135,7 @@ for d in /run /tmp /home /dev; do
     [ "$(findmnt -n -o FSTYPE --mountpoint "$d" | tail -n 1)" = tmpfs ] || fail "$d is not a tmpfs"
 done
 findmnt -n -o OPTIONS --mountpoint / | tail -n 1 | grep -q '^ro' || fail "/ is not read-only"
+touch /.e2e-write-probe 2>/dev/null && fail "/ is still writable"
 [ "$(findmnt -n -o FSTYPE --mountpoint /sys/fs/cgroup | tail -n 1)" = cgroup2 ] || fail "no cgroup2"
 if findmnt -n -o PROPAGATION | grep -qv private; then fail "a shared mount is left"; fi
 say "fence up; exec systemd"
