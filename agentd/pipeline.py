@@ -272,6 +272,8 @@ class Pipeline:
                 ctx.outputs[name] = result = done
                 continue
             ctx._asks = 0  # a re-run step asks under the same journal keys
+            if ctx.tools is not None:
+                ctx.tools.begin_step(ctx)
             for guard in self.guards:
                 await guard.before_step(ctx, name)
             try:
@@ -310,7 +312,9 @@ class Pipeline:
             return None
         key = (ctx.workflow, ctx.sha256)
         earlier = self._same_content.get(key)
-        if earlier is not None and not earlier.done():
+        if ctx.state.get("dedupe_key") == key:
+            pass  # our own marker, from before this run paused
+        elif earlier is not None and not earlier.done():
             await asyncio.shield(earlier)
         elif earlier is None:
             self._same_content[key] = asyncio.get_running_loop().create_future()

@@ -46,8 +46,9 @@ def step_name(step: Step) -> str:
 
 
 def builtin() -> list[Workflow]:
+    from agentd.workflows.agent import AGENT
     from agentd.workflows.triage import TRIAGE
-    return [TRIAGE]
+    return [TRIAGE, AGENT]
 
 
 def _module(spec: str) -> Any:
