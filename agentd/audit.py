@@ -171,7 +171,13 @@ class AuditLog:
                 body = canonical(record)
                 digest = hashlib.sha256(body).hexdigest()
                 data = body[:-1] + b',"hash":"' + digest.encode() + b'"}\n'
-                os.write(self._fd, data)  # type: ignore[arg-type]
+                try:
+                    written = os.write(self._fd, data)  # type: ignore[arg-type]
+                    if written != len(data):
+                        raise OSError(28, "short write to the audit log")
+                except OSError:
+                    os.ftruncate(self._fd, self._size)  # type: ignore[arg-type]  # no torn line
+                    raise
                 self._size += len(data)
                 self.last = Entry(record["seq"], digest)
                 if self._size >= self.max_bytes:

@@ -25,13 +25,16 @@ from agentd.llm.breaker import Breakers
 from agentd.llm.gateway import Gateway, make_provider
 from agentd.metrics import Metrics
 from agentd.pipeline import Pipeline, StopGuard
+from agentd.probe import Probe
 from agentd.redact import Redactor
 from agentd.spool import Claim, Spool, count_entries, oldest_waiting_age_s
 from agentd.watcher import Candidate, Watcher
 
 log = logs.get("agentd")
 TICK_S = 0.25
-RETRY_STALLED_S = 30.0
+STATUS_EVERY_S = 2.0
+LOOP_STALL_S = 10.0
+RETRY_STALLED_S = 5.0
 PARK_S = 5.0
 LOCK_FILE = "agentd.lock"
 
@@ -63,6 +66,12 @@ class Daemon:
         self._tasks: list[asyncio.Task[Any]] = []
         self._lock_fd: int | None = None
         self._counts_cache: tuple[float, dict[str, int]] = (0.0, {})
+        self._oldest: float | None = None
+        self._status_sent_at = 0.0
+        self._last_problems: list[str] = []
+        self._write_checked_at = 0.0
+        self._writable = True
+        self.last_progress_mono = time.monotonic()
 
     # -- the table of contents ------------------------------------------------------------
     async def serve(self) -> int:
@@ -96,8 +105,10 @@ class Daemon:
         self.tools = self._make_tools()
         self.pipeline = Pipeline(c, self.spool, self.audit, self.gateway, self.workflows, self.index,
                                  self.metrics, guards=[StopGuard(self.kill_reason)], wait_open=self.wait_open,
-                                 tools=self.tools, on_finish=self._on_finish, on_wait=self._on_wait)
+                                 tools=self.tools, on_finish=self._on_finish, on_wait=self._on_wait,
+                                 on_progress=self._progress)
         self.watcher = Watcher(c)
+        self.probe = Probe(c.state_dir, self.sync)
         self.queue: asyncio.Queue[Candidate | Claim] = asyncio.Queue(maxsize=c.concurrency)
         self._install_signals()
         recovered = self.spool.recover()
@@ -114,6 +125,7 @@ class Daemon:
         if not self.burst:
             self.watcher.start_observer()
             self._tasks.append(asyncio.create_task(self.watcher.run(self._enqueue_candidate), name="watcher"))
+            self._tasks.append(asyncio.create_task(self._probe_loop(), name="probe"))
         log.info("started", version=__version__, home=str(c.home), provider=c.llm_provider,
                  model=c.llm_model, concurrency=c.concurrency, recovered=len(recovered),
                  incoming=str(c.incoming), health=self.health_url)
@@ -245,6 +257,9 @@ class Daemon:
             self.metrics.in_flight.set(self.in_flight)
             self.last_progress_at = time.time()
 
+    def _progress(self) -> None:
+        self.last_progress_mono = time.monotonic()
+
     def _on_wait(self, path: Path, reason: str) -> None:
         """A run went back to incoming/: a file the model failed on waits a while first."""
         if reason == "model_unreachable":
@@ -274,19 +289,45 @@ class Daemon:
             if self.reload_requested:
                 self.reload_requested = False
                 self.reload()
-            if self.stalled and time.monotonic() - last_retry > RETRY_STALLED_S:
+            if time.monotonic() - last_retry > RETRY_STALLED_S:
                 last_retry = time.monotonic()
-                retry, self.stalled = self.stalled, []
-                for claim in retry:
-                    asyncio.create_task(self._enqueue(claim))
+                self._retry_stalled()
             self._notify_tick()
 
+    def _retry_stalled(self) -> None:
+        """After an I/O error (a full disk): check the audit log again, then retry the runs."""
+        if not self.audit.writable:
+            try:
+                self.audit.append("audit_writable", note="appends work again")
+            except OSError:
+                return
+            log.warning("audit_writable_again")
+        retry, self.stalled = self.stalled, []
+        for claim in retry:
+            asyncio.create_task(self._enqueue(claim))
+
     def _notify_tick(self) -> None:
-        health = self.health()
-        message = f"STATUS={self.status_line()}"
-        if health["status"] != "unhealthy":
-            message += "\nWATCHDOG=1"
-        self.notifier.notify(message)
+        """WATCHDOG=1 only while nothing is wrong; STATUS= every few seconds."""
+        problems = self.problems()
+        message = "" if problems else "WATCHDOG=1"
+        now = time.monotonic()
+        if now - self._status_sent_at >= STATUS_EVERY_S:
+            self._status_sent_at = now
+            message += f"\nSTATUS={self.status_line()}"
+        if problems and problems != self._last_problems:
+            log.error("unhealthy", reasons=problems)
+        self._last_problems = problems
+        if message:
+            self.notifier.notify(message.strip())
+
+    async def _probe_loop(self) -> None:
+        interval = self.config.probe_interval_s
+        while interval > 0:
+            result = await self.probe.run()
+            self.metrics.probe_ok.set(1 if result.ok else 0)
+            if not result.ok:
+                log.error("probe_failed", error=result.error)
+            await asyncio.sleep(interval)
 
     def reload(self) -> None:
         """SIGHUP: re-read the configuration; apply what can change while running."""
@@ -320,7 +361,7 @@ class Daemon:
         log.info("stopping", in_flight=self.in_flight, drain_timeout_s=self.config.drain_timeout_s)
         self.watcher.stop_observer()
         for task in self._tasks:
-            if task.get_name() == "watcher":
+            if task.get_name() in ("watcher", "probe"):
                 task.cancel()
         deadline = time.monotonic() + self.config.drain_timeout_s
         while self.in_flight > self.paused and time.monotonic() < deadline:
@@ -352,6 +393,7 @@ class Daemon:
             counts = {sub: count_entries(home / sub, sub)
                       for sub in ("incoming", "processing", "archive", "failed", "review")}
             self._counts_cache = (now, counts)
+            self._oldest = oldest_waiting_age_s(home / "incoming", time.time())
             for folder, n in counts.items():
                 self.metrics.queue_depth.labels(folder).set(n)
         return self._counts_cache[1]
@@ -362,35 +404,64 @@ class Daemon:
                 f"waiting {counts.get('incoming', 0)}, spent today ${self.budget.spent_today:.4f}"
                 + (f", paused: {self.blocked_reason}" if self.blocked_reason else ""))
 
-    def health(self) -> dict[str, Any]:
-        problems, degraded = [], []
+    def problems(self) -> list[str]:
+        """Why agentd cannot do its job now (cheap: called four times a second)."""
+        problems = []
         if not self.audit.writable:
             problems.append("audit log unwritable")
-        if not os.access(self.config.state_dir, os.W_OK) or not os.access(self.config.processing, os.W_OK):
+        if not self._state_writable():
             problems.append("state folders unwritable")
         if not self.watcher.alive():
             problems.append("watcher stopped")
-        if time.monotonic() - self.last_tick_at > 10:
+        if time.monotonic() - self.last_tick_at > LOOP_STALL_S:
             problems.append("event loop stalled")
+        busy = self.in_flight - self.paused
+        idle_for = time.monotonic() - self.last_progress_mono
+        if busy > 0 and idle_for > self.config.step_timeout_s + 60:
+            problems.append(f"pipeline stalled: {busy} runs, no progress for {idle_for:.0f}s")
+        if self.probe.last is not None and not self.probe.last.ok:
+            problems.append(f"synthetic probe failed: {self.probe.last.error}")
+        return problems
+
+    def _state_writable(self) -> bool:
+        now = time.monotonic()
+        if now - self._write_checked_at > 5:
+            self._write_checked_at = now
+            path = self.config.state_dir / ".write-check"
+            try:
+                path.write_bytes(b"ok")
+                path.unlink()
+                self._writable = True
+            except OSError:
+                self._writable = False
+        return self._writable
+
+    def degraded(self) -> list[str]:
+        reasons = []
         if self.kill.engaged:
-            degraded.append("kill switch engaged")
+            reasons.append("kill switch engaged")
         if self.budget.daily_exhausted():
-            degraded.append("daily budget spent")
-        open_breakers = {k: s for k, s in self.breakers.states().items() if s != "closed"}
-        if open_breakers:
-            degraded.append("model circuit open")
+            reasons.append("daily budget spent")
+        if any(s != "closed" for s in self.breakers.states().values()):
+            reasons.append("model circuit open")
+        return reasons
+
+    def health(self) -> dict[str, Any]:
+        problems, degraded = self.problems(), self.degraded()
         status = "unhealthy" if problems else "degraded" if degraded else "ok"
         now = time.time()
+        counts = self.counts()
         return {
             "status": status,
             "reasons": problems + degraded,
             "version": __version__,
             "uptime_s": round(now - self.started_at, 1),
-            "queue": self.counts(),
+            "queue": counts,
             "in_flight": self.in_flight,
+            "paused": self.paused,
             "work_queue": {"size": self.queue.qsize(), "capacity": self.queue.maxsize,
                            "high_water": self.queue_high_water},
-            "oldest_waiting_s": oldest_waiting_age_s(self.config.incoming, now),
+            "oldest_waiting_s": self._oldest,
             "last_progress_at": self.last_progress_at,
             "processed": self.processed,
             "failed": self.failed,
@@ -399,6 +470,7 @@ class Daemon:
             "daily_budget_usd": float(self.budget.daily_budget_usd),
             "kill_switch": self.kill.state,
             "claiming_paused": self.blocked_reason,
+            "probe": self.probe.last.view() if self.probe.last else None,
         }
 
     def _set_kill(self, engaged: bool, reason: str, by: str) -> dict[str, Any]:

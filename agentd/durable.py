@@ -30,8 +30,11 @@ def write_json(path: Path, value: Any) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-    finally:
+    except OSError:
         os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
     os.rename(tmp, path)
 
 

@@ -157,7 +157,8 @@ class Pipeline:
                  workflows: dict[str, Workflow], index: DedupeIndex, metrics: Metrics,
                  guards: list[Guard], wait_open: Callable[[str], Awaitable[None]],
                  tools: Any = None, on_finish: Callable[[str, str], None] = lambda w, o: None,
-                 on_wait: Callable[[Path, str], None] = lambda p, r: None):
+                 on_wait: Callable[[Path, str], None] = lambda p, r: None,
+                 on_progress: Callable[[], None] = lambda: None):
         self.config = config
         self.spool = spool
         self.audit = audit
@@ -170,6 +171,7 @@ class Pipeline:
         self.tools = tools
         self.on_finish = on_finish
         self.on_wait = on_wait
+        self.on_progress = on_progress
         self._strikes: dict[tuple[int, int, int], int] = {}
         self._same_content: dict[tuple[str, str], asyncio.Future[None]] = {}
 
@@ -211,6 +213,7 @@ class Pipeline:
             structlog.contextvars.unbind_contextvars("correlation_id", "workflow")
 
     def _count(self, workflow: str, outcome: str, started: float) -> None:
+        self.on_progress()
         self.metrics.files.labels(workflow, outcome).inc()
         self.metrics.run_seconds.labels(workflow).observe(time.monotonic() - started)
         self.on_finish(workflow, outcome)
@@ -283,6 +286,7 @@ class Pipeline:
                 raise InternalError("step_timeout", f"step {name} took over {self.config.step_timeout_s:g}s") from None
             await ctx.journal.put(f"step:{name}", result)
             ctx.outputs[name] = result
+            self.on_progress()
             for guard in reversed(self.guards):
                 await guard.after_step(ctx, name, result)
         return result

@@ -216,6 +216,7 @@ class Spool:
             appended = self.audit.append("outcome", correlation_id=claim.cid, workflow=claim.workflow,
                                          outcome=outcome, file=final.name, **audit_fields)
             entry = {"seq": appended.seq, "hash": appended.hash}
+            claim.logged_outcome = {"outcome": outcome, "file": final.name, **entry}  # a retry reuses it
         self._reserved.add(final)
         try:
             meta_path = final.with_name(final.name + SIDECAR)

@@ -96,8 +96,9 @@ def cli(home: Path | None, *args: str, env: dict[str, str] | None = None, **over
 class AgentdProcess:
     """`agentd run` as a real subprocess."""
 
-    def __init__(self, home: Path, env: dict[str, str], cwd: Path | None = None):
+    def __init__(self, home: Path, env: dict[str, str], cwd: Path | None = None, args: tuple[str, ...] = ()):
         self.home = home
+        self.args = args
         self.env = env
         self.cwd = cwd or ROOT
         self.proc: subprocess.Popen | None = None
@@ -111,7 +112,7 @@ class AgentdProcess:
     def start(self, wait: bool = True) -> "AgentdProcess":
         self.starts += 1
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "agentd", "run"], env=self.env, cwd=self.cwd,
+        self.proc = subprocess.Popen([sys.executable, "-m", "agentd", *self.args, "run"], env=self.env, cwd=self.cwd,
                                      stdout=log, stderr=subprocess.STDOUT)
         log.close()
         if wait:
