@@ -212,7 +212,10 @@ def watchdog_kills_a_hung_daemon(m: Machine) -> float:
     # Then systemd kills it for the watchdog and starts it again
     restart_s = wait_restarted(m, old, 30)
     assert m.show("agentd", "NRestarts")["NRestarts"] == "1"
-    assert "Watchdog timeout" in m.journal("-u", "agentd", "-n", "50")
+    journal = m.journal("-u", "agentd", "-n", "200")
+    assert "Watchdog timeout" in journal
+    # And the hung process's thread stacks are in the journal (PYTHONFAULTHANDLER=1)
+    assert "Fatal Python error: Aborted" in journal and "most recent call first" in journal
     m.run("rm", "-r", "/etc/systemd/system/agentd.service.d")
     m.systemctl("daemon-reload")
     m.systemctl("restart", "agentd")
