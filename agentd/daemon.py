@@ -227,10 +227,10 @@ class Daemon:
                 await self._handle(item)
             except asyncio.CancelledError:
                 raise
-            except OSError as exc:
+            except OSError as exc:  # a full or failing disk: the run is retried later
                 log.error("worker_io_error", error=f"{exc.__class__.__name__}: {exc}")
-                if isinstance(item, Claim):
-                    self.stalled.append(item)
+            except Exception:  # a bug must cost one file a delay, never a worker
+                log.exception("worker_error")
             finally:
                 if isinstance(item, Candidate):
                     self.watcher.done(item.path)
@@ -249,8 +249,8 @@ class Daemon:
         try:
             try:
                 await self.pipeline.process(claim)
-            except OSError:
-                self.stalled.append(claim)
+            except Exception:
+                self.stalled.append(claim)  # it stays in processing/ and is retried
                 raise
         finally:
             self.in_flight -= 1

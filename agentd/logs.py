@@ -21,6 +21,14 @@ def _format_exc(_logger: Any, _method: str, event_dict: dict) -> dict:
     return event_dict
 
 
+SD_PRIORITY = {"debug": 7, "info": 6, "warning": 4, "warn": 4, "error": 3, "exception": 3, "critical": 2}
+
+
+def _journald_priority(_logger: Any, method: str, rendered: str) -> str:
+    """journald reads a leading <N> as the line's priority (journalctl -p warning works)."""
+    return f"<{SD_PRIORITY.get(method, 6)}>{rendered}"
+
+
 def configure(log_format: str = "auto", level: str = "info", redactor: Redactor | None = None,
               stream: Any = None) -> None:
     """Set up structlog once per process."""
@@ -38,6 +46,8 @@ def configure(log_format: str = "auto", level: str = "info", redactor: Redactor 
     processors += [_format_exc, redactor.processor]
     if log_format == "json":
         processors.append(structlog.processors.JSONRenderer(sort_keys=False))
+        if under_journald:
+            processors.append(_journald_priority)
     else:
         processors.append(structlog.dev.ConsoleRenderer(colors=stream.isatty(), timestamp_key="ts"))
     structlog.configure(

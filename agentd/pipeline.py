@@ -183,9 +183,9 @@ class Pipeline:
         try:
             journal = Journal(claim.journal_path, self.spool.sync)
             self.gateway.budget.start_run(claim.cid, journal.cost_usd)
-            self.audit.append("resumed" if claim.resumed else "claimed", correlation_id=claim.cid,
-                              workflow=claim.workflow, original_name=display_name(claim.original_name),
-                              size=claim.size, kind=claim.kind)
+            if claim.resumed:
+                self.audit.append("resumed", correlation_id=claim.cid, workflow=claim.workflow,
+                                  original_name=display_name(claim.original_name))
             ctx = RunContext(cid=claim.cid, workflow=claim.workflow, config=self.config, claim=claim,
                              journal=journal, gateway=self.gateway, audit=self.audit, tools=self.tools)
             while True:

@@ -1,10 +1,10 @@
-"""The folder state machine: incoming -> processing/<cid>.<workflow>/ -> archive | failed | review.
+"""The folder state machine: incoming -> processing/<cid>.<workflow> -> archive | failed | review.
 
 Every move is an os.rename within AGENTD_HOME; the fsyncs of many files are grouped.
 The outcome's audit line and the sidecar are durable before the rename that makes the
-outcome visible. A run creates one file of its own (the sidecar): file creation is the
-costly metadata operation, so the claim record is the folder's name and the decided
-outcome is the audit line.
+outcome visible. A run creates one file of its own (the sidecar): creating files and
+folders is the costly metadata operation, so a claim is a single rename, its record is
+the `claimed` audit line (synced with it) and the decided outcome is the audit line.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import quote, unquote_to_bytes
 
-from agentd.audit import AuditLog, utcnow_iso
+from agentd.audit import AuditLog, iter_records, utcnow_iso
 from agentd.config import Config
 from agentd.durable import GroupSync, write_json
 
@@ -29,8 +29,7 @@ TERMINAL = {"archived": "archive", "failed": "failed", "review": "review"}
 SIDECAR = ".meta.json"
 NAME_MAX = 255
 CID_LEN = 32
-# control files start with a dot: a dropped file never has such a name (it is ignored)
-JOURNAL_FILE = ".journal.jsonl"
+JOURNAL_SUFFIX = ".journal.jsonl"  # .<cid>.journal.jsonl: a dot name is never a dropped file
 DEFAULT_WORKFLOW = "triage"
 
 
@@ -74,27 +73,34 @@ def display_name(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def claim_dir_name(cid: str, workflow: str) -> str:
-    """processing/<cid>.<workflow>: the folder name is the claim record (no file to create)."""
+def claim_name(cid: str, workflow: str) -> str:
+    """processing/<cid>.<workflow> is the claimed file itself: a claim is one rename."""
     encoded = quote(os.fsencode(workflow), safe="-_")
     return f"{cid}.{encoded[:NAME_MAX - CID_LEN - 1]}"
 
 
-def parse_claim_dir(name: str) -> tuple[str, str] | None:
+def parse_claim_name(name: str) -> tuple[str, str] | None:
     cid, dot, encoded = name.partition(".")
     if len(cid) != CID_LEN or not dot or not encoded:
+        return None
+    try:
+        int(cid, 16)
+    except ValueError:
         return None
     return cid, os.fsdecode(unquote_to_bytes(encoded))
 
 
 @dataclass
 class Claim:
-    """A file the daemon owns: processing/<cid>.<workflow>/ holds it and its journal."""
+    """A file the daemon owns: processing/<cid>.<workflow>, and .<cid>.journal.jsonl once precious.
+
+    Its dropped name is in the `claimed` audit line, made durable with the claim.
+    """
 
     cid: str
     workflow: str
     original_name: str
-    dir: Path
+    data: Path
     kind: str = "file"
     size: int = 0
     started_at: str = ""
@@ -102,18 +108,15 @@ class Claim:
     logged_outcome: dict[str, Any] | None = None  # an outcome audited before a crash
 
     @property
-    def data(self) -> Path:
-        return self.dir / self.original_name
-
-    @property
     def journal_path(self) -> Path:
-        return self.dir / JOURNAL_FILE
+        return self.data.with_name(f".{self.cid}{JOURNAL_SUFFIX}")
 
 
 class Spool:
     def __init__(self, config: Config, audit: AuditLog, sync: GroupSync):
         self.config = config
         self.home = config.home
+        self.processing = config.home / "processing"
         self.audit = audit
         self.sync = sync
         self._reserved: set[Path] = set()
@@ -130,60 +133,65 @@ class Spool:
             return None
         cid = new_correlation_id()
         claim = Claim(cid=cid, workflow=workflow, original_name=path.name,
-                      dir=self.home / "processing" / claim_dir_name(cid, workflow), kind=file_kind(st.st_mode),
+                      data=self.processing / claim_name(cid, workflow), kind=file_kind(st.st_mode),
                       size=st.st_size, started_at=cid_time_iso(cid))
-        claim.dir.mkdir(mode=0o750)
         try:
             os.rename(path, claim.data)
         except FileNotFoundError:
-            os.rmdir(claim.dir)
             return None
-        await self.sync.sync([claim.dir, claim.dir.parent, path.parent])
+        shown = display_name(path.name)
+        try:
+            self.audit.append("claimed", correlation_id=cid, workflow=workflow, original_name=shown,
+                              raw_name=path.name if shown != path.name else None, size=st.st_size, kind=claim.kind)
+            await self.sync.sync([self.processing, path.parent, self.audit.path])
+        except OSError:
+            os.rename(claim.data, path)  # unrecorded: it waits in incoming/ instead
+            raise
         return claim
 
     # -- recovery ---------------------------------------------------------------------
     def recover(self) -> list[Claim]:
-        """Claims left in processing/ by a crash, oldest first; empty leftovers removed."""
-        processing = self.home / "processing"
-        claims = []
-        for entry in sorted(os.scandir(processing), key=lambda e: e.name[CID_LEN - 12:CID_LEN]):
+        """Claims left in processing/ by a crash, oldest first; leftovers cleaned up."""
+        claims, journals = [], set()
+        for entry in os.scandir(self.processing):
             path = Path(entry.path)
-            parsed = parse_claim_dir(entry.name) if entry.is_dir(follow_symlinks=False) else None
+            if entry.name.startswith("."):
+                if entry.name.endswith(JOURNAL_SUFFIX):
+                    journals.add(path)
+                elif entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(path, ignore_errors=True)  # a tool's scratch folder
+                else:
+                    path.unlink(missing_ok=True)  # a temporary file
+                continue
+            parsed = None if entry.is_dir(follow_symlinks=False) else parse_claim_name(entry.name)
             if parsed is None:
                 # not ours: put it back where the operator can see it
                 os.rename(path, self._free_name(self.home / "incoming", entry.name, new_correlation_id()))
                 continue
-            data = [p for p in path.iterdir() if not p.name.startswith(".")]
-            if not data:
-                shutil.rmtree(path, ignore_errors=True)  # finished but for the clean-up
-                continue
-            st = os.lstat(data[0])
-            claims.append(Claim(cid=parsed[0], workflow=parsed[1], original_name=data[0].name, dir=path,
+            st = os.lstat(path)
+            claims.append(Claim(cid=parsed[0], workflow=parsed[1], original_name=parsed[0], data=path,
                                 kind=file_kind(st.st_mode), size=st.st_size, started_at=cid_time_iso(parsed[0]),
                                 resumed=True))
-        if claims:
-            logged = self._logged_outcomes({c.cid for c in claims})
-            for claim in claims:
-                claim.logged_outcome = logged.get(claim.cid)
+        claims.sort(key=lambda c: c.started_at)
+        records = self._records_of({c.cid for c in claims})
+        for claim in claims:
+            claimed = records.get((claim.cid, "claimed"), {})
+            claim.original_name = claimed.get("raw_name") or claimed.get("original_name") or claim.cid
+            claim.logged_outcome = records.get((claim.cid, "outcome"))
+            journals.discard(claim.journal_path)
+        for orphan in journals:
+            orphan.unlink(missing_ok=True)  # its run finished before the clean-up
         return claims
 
-    def _logged_outcomes(self, cids: set[str]) -> dict[str, dict[str, Any]]:
-        """Outcome lines already in the current audit file for these runs (one pass)."""
-        found: dict[str, dict[str, Any]] = {}
-        try:
-            fh = open(self.audit.path, "rb")
-        except FileNotFoundError:
+    def _records_of(self, cids: set[str]) -> dict[tuple[str, str], dict[str, Any]]:
+        """The claimed and outcome audit lines of these runs (one pass over the log)."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        if not cids:
             return found
-        with fh:
-            for raw in fh:
-                if b'"outcome"' not in raw:
-                    continue
-                try:
-                    record = json.loads(raw)
-                except ValueError:
-                    continue
-                if record.get("event") == "outcome" and record.get("correlation_id") in cids:
-                    found[record["correlation_id"]] = record
+        for record in iter_records(self.audit.dir):
+            cid = record.get("correlation_id")
+            if cid in cids and record.get("event") in ("claimed", "outcome"):
+                found[(cid, record["event"])] = record
         return found
 
     async def unclaim(self, claim: Claim, reason: str) -> Path:
@@ -191,17 +199,18 @@ class Spool:
         target_dir = self.home / "incoming"
         if claim.workflow != DEFAULT_WORKFLOW:
             target_dir = target_dir / claim.workflow
-        target_dir.mkdir(parents=True, exist_ok=True)
+            if not target_dir.is_dir():  # like incoming/ itself: operators of the group drop here
+                target_dir.mkdir(parents=True, exist_ok=True)
+                os.chmod(target_dir, os.stat(self.home / "incoming").st_mode & 0o7777)
         target = target_dir / claim.original_name
         if os.path.lexists(target):
             target = self._free_name(target_dir, claim.original_name, claim.cid)
         os.rename(claim.data, target)
-        await self.sync.sync([target_dir, claim.dir])
-        shutil.rmtree(claim.dir, ignore_errors=True)
+        claim.journal_path.unlink(missing_ok=True)
+        await self.sync.sync([target_dir, self.processing])
         self.audit.append("waiting", correlation_id=claim.cid, workflow=claim.workflow, reason=reason,
                           file=display_name(target.name))
         return target
-
     # -- finish -----------------------------------------------------------------------
     async def finish(self, claim: Claim, outcome: str, sidecar: dict[str, Any],
                      audit_fields: dict[str, Any]) -> Path:
@@ -225,8 +234,8 @@ class Spool:
             await self.sync.sync([self.audit.path, meta_path, target_dir])
             if os.path.lexists(claim.data):
                 os.rename(claim.data, final)
+            claim.journal_path.unlink(missing_ok=True)
             await self.sync.sync([target_dir])
-            shutil.rmtree(claim.dir, ignore_errors=True)
         finally:
             self._reserved.discard(final)
         return final

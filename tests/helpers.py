@@ -59,10 +59,13 @@ def terminal_files(home: Path) -> dict[str, list[Path]]:
 
 
 def sidecars(home: Path, sub: str | None = None) -> list[dict]:
+    """Sidecars of finished files: an outcome is visible once its file is renamed in
+    (the sidecar is written just before that rename)."""
     found = []
     for folder in ([sub] if sub else TERMINAL):
         for path in sorted((home / folder).glob("*.meta.json")) if (home / folder).exists() else []:
-            found.append(json.loads(path.read_text()))
+            if os.path.lexists(path.with_name(path.name[: -len(".meta.json")])):
+                found.append(json.loads(path.read_text()))
     return found
 
 

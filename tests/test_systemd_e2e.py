@@ -14,7 +14,6 @@ import re
 import shutil
 import time
 import uuid
-import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,10 +23,7 @@ from tests.helpers import ROOT, wait_until
 from tests.systemd import harness
 from tests.systemd.harness import SHARE, Machine
 
-with warnings.catch_warnings():
-    # tests/systemd/conftest.py registers it; a run of this file alone doesn't load that.
-    warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
-    pytestmark = pytest.mark.systemd
+pytestmark = pytest.mark.systemd
 
 STATE = "/var/lib/agentd"
 ENV_FILE = "/etc/agentd/agentd.env"

@@ -1,0 +1,87 @@
+"""The bench scripts (bench/) at tiny sizes: they still run, clean up, and print sane figures.
+
+Timings are never asserted here (the machine may be busy); `make bench` is where they count.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import run_all
+
+
+@pytest.fixture(scope="module")
+def quick() -> dict[str, Any]:
+    """Every bench once with --quick sizes (about 20 s in all)."""
+    return run_all.run_benches(quick=True)
+
+
+def figures(results: dict[str, Any], name: str) -> Any:
+    result = results[name]
+    assert not (isinstance(result, dict) and "error" in result), f"bench {name} failed: {result}"
+    return result
+
+
+def test_throughput_bench_archives_every_file_for_agentd_and_the_baseline(quick: dict[str, Any]) -> None:
+    r = figures(quick, "throughput")
+    assert r["baseline"]["archived"] == r["files"]
+    for run in (r["agentd"], r["agentd_fsync_off"]):
+        assert run["archive"] + run["failed"] + run["review"] == r["files"]
+        assert run["archive"] == r["files"]  # mixed documents all triage cleanly offline
+        assert run["files_per_s"] > 0 and run["cpu_ms_per_file"] > 0
+    assert r["baseline"]["files_per_s"] > 0 and r["ratio"] > 0
+
+
+def test_latency_bench_reports_ordered_percentiles_for_both_drop_modes(quick: dict[str, Any]) -> None:
+    runs = figures(quick, "latency")
+    assert [run["mode"] for run in runs] == ["write", "mv"]
+    for run in runs:
+        assert run["archive"] == run["files"] > 0
+        assert 0 < run["p50_s"] <= run["p95_s"] <= run["p99_s"] <= run["max_s"]
+
+
+def test_concurrency_bench_makes_one_model_call_per_file_at_each_level(quick: dict[str, Any]) -> None:
+    r = figures(quick, "concurrency")
+    assert [level["concurrency"] for level in r["levels"]] == [1, 4]
+    for level in r["levels"]:
+        assert level["archive"] == level["files"]
+        assert level["calls"] == level["files"]
+        assert level["ideal_s"] > 0 and level["efficiency"] > 0
+    assert r["max_in_flight_seen"] >= 1
+
+
+def test_backlog_bench_drains_everything_and_reads_peak_rss(quick: dict[str, Any]) -> None:
+    r = figures(quick, "backlog")
+    assert r["archive"] == r["files"]
+    assert r["first_result_s"] > 0 and r["drain_files_per_s"] > 0
+    assert r["peak_rss_mib"] > 10
+
+
+def test_idle_bench_reads_rss_and_cpu_from_proc(quick: dict[str, Any]) -> None:
+    r = figures(quick, "idle")
+    assert r["rss_mib"] > 10 and r["rss_max_mib"] >= r["rss_mib"]
+    assert r["cpu_percent"] >= 0 and r["window_s"] > 0
+
+
+def test_startup_bench_sees_ready_and_health(quick: dict[str, Any]) -> None:
+    r = figures(quick, "startup")
+    assert r["runs"] == 1
+    assert r["ready_s"] > 0 and r["health_s"] > 0
+
+
+def test_the_table_has_every_measurement_and_keeps_hand_written_notes(quick: dict[str, Any], tmp_path: Path) -> None:
+    # Given a benchmarks page with notes under the marker
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(f"old table\n{run_all.NOTES_MARKER}\nwhat the profile showed\n")
+    # When the table is regenerated from the quick results
+    text = run_all.render(quick, True, run_all.machine(), ("0 0 0", "0 0 0"))
+    run_all.write_doc(doc, text)
+    # Then each of the six measurements has a row, the machine is named, and the notes survive
+    written = doc.read_text()
+    rows = [line for line in written.splitlines() if line.startswith("| ") and not line.startswith("| #")]
+    assert {row.split(" | ")[0].strip("| ") for row in rows} == {"1", "2", "3", "4", "5", "6"}
+    assert "failed:" not in written and " cores " in written
+    assert "old table" not in written
+    assert written.endswith(f"{run_all.NOTES_MARKER}\nwhat the profile showed\n")
