@@ -12,17 +12,8 @@ from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import (
-    Agentd,
-    arrival_times,
-    bench_main,
-    documents,
-    drop_all,
-    mib,
-    print_figures,
-    temp_home,
-    terminal_count,
-)
+from bench.common import (Agentd, arrival_times, bench_main, documents, drop_all, mib, print_figures, temp_home,
+                          terminal_count)
 
 FULL_FILES = 20_000
 QUICK_FILES = 300

@@ -13,17 +13,8 @@ from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import (
-    Agentd,
-    arrival_times,
-    bench_main,
-    documents,
-    drop_all,
-    helper_process,
-    print_figures,
-    temp_home,
-    terminal_count,
-)
+from bench.common import (Agentd, arrival_times, bench_main, documents, drop_all, helper_process, print_figures,
+                          temp_home, terminal_count)
 
 LATENCY_S = 0.1
 # concurrency -> files: about 3 s of ideal time each (64 is bounded by the daemon's CPU instead)

@@ -12,16 +12,7 @@ from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import (
-    Agentd,
-    bench_main,
-    cpu_seconds,
-    documents,
-    drop_all,
-    mib,
-    print_figures,
-    temp_home,
-)
+from bench.common import (Agentd, bench_main, cpu_seconds, documents, drop_all, mib, print_figures, temp_home)
 
 FULL_S = 60.0
 QUICK_S = 2.0

@@ -15,17 +15,8 @@ from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import (
-    Agentd,
-    arrival_times,
-    bench_main,
-    document,
-    percentile,
-    print_figures,
-    temp_home,
-    terminal_count,
-    write_file,
-)
+from bench.common import (Agentd, arrival_times, bench_main, document, percentile, print_figures, temp_home,
+                          terminal_count, write_file)
 
 RATE_PER_S = 20.0
 FULL_S = 30.0

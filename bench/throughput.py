@@ -12,19 +12,8 @@ from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import (
-    Agentd,
-    arrival_times,
-    bench_main,
-    cpu_seconds,
-    documents,
-    drop_all,
-    helper_process,
-    print_figures,
-    temp_home,
-    terminal_count,
-    wait_for,
-)
+from bench.common import (Agentd, arrival_times, bench_main, cpu_seconds, documents, drop_all, helper_process,
+                          print_figures, temp_home, terminal_count, wait_for)
 
 FULL_FILES = 2000
 QUICK_FILES = 60
