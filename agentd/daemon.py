@@ -237,16 +237,16 @@ class Daemon:
                 self.queue.task_done()
 
     async def _handle(self, item: Candidate | Claim) -> None:
-        if isinstance(item, Candidate):
-            claim = await self.spool.claim(item.path, item.workflow)
-            self.watcher.done(item.path)
-            if claim is None:
-                return
-        else:
-            claim = item
-        self.in_flight += 1
+        self.in_flight += 1  # a claim under way is in flight: a drain waits for it
         self.metrics.in_flight.set(self.in_flight)
         try:
+            if isinstance(item, Candidate):
+                claim = await self.spool.claim(item.path, item.workflow)
+                self.watcher.done(item.path)
+                if claim is None:
+                    return
+            else:
+                claim = item
             try:
                 await self.pipeline.process(claim)
             except Exception:
