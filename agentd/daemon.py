@@ -187,6 +187,8 @@ class Daemon:
 
     def claim_blocked(self) -> str | None:
         reason = self.stop_reason()
+        if reason is None and time.monotonic() < self.gateway.rate_limited_until:
+            reason = "rate_limited"
         if reason is None and self.gateway.blocked():
             reason = "model_unavailable"
         if reason is None and self.gateway.on_trial() and (self.in_flight or self.queue.qsize()):
@@ -444,6 +446,8 @@ class Daemon:
             reasons.append("daily budget spent")
         if any(s != "closed" for s in self.breakers.states().values()):
             reasons.append("model circuit open")
+        if time.monotonic() < self.gateway.rate_limited_until:
+            reasons.append("model rate limited")
         return reasons
 
     def health(self) -> dict[str, Any]:

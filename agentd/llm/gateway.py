@@ -54,6 +54,7 @@ class Gateway:
         self._sleep = sleep
         self._latencies: dict[str, deque[float]] = {}
         self._validators: dict[str, jsonschema.Draft202012Validator] = {}
+        self.rate_limited_until = 0.0  # monotonic time before which no call goes out
 
     # -- the face workflows see ------------------------------------------------------------
     async def structured(self, run: Run, request: LLMRequest, key: str) -> Any:
@@ -152,6 +153,8 @@ class Gateway:
 
     def blocked(self) -> bool:
         """True while no model of the chain could take a call: claiming should wait."""
+        if time.monotonic() < self.rate_limited_until:
+            return True
         return not any(self.breakers.ready(f"{self.provider.name}:{m}") for m in self.config.models())
 
     def on_trial(self) -> bool:
@@ -183,6 +186,8 @@ class Gateway:
         reason = self.stop_reason()
         if reason:
             raise Paused(reason)
+        if time.monotonic() < self.rate_limited_until:
+            raise Paused("rate_limited")
         if attempt > 1 and self.breakers.get(f"{self.provider.name}:{model}").state == OPEN:
             raise Paused("model_unavailable")  # other runs saw the outage: no more retries
         if len(run.journal.calls) >= self.config.llm_max_calls_per_run:
@@ -210,6 +215,9 @@ class Gateway:
                 self._budget_alert(percent)
         if error is not None:
             if error.retry_after_s is not None and error.retry_after_s > self.config.llm_retry_after_cap_s:
+                # too long to hold a worker: files wait in incoming/ until the server said to come back
+                self.rate_limited_until = max(self.rate_limited_until, time.monotonic() + error.retry_after_s)
+                log.warning("llm_rate_limited", model=model, retry_after_s=error.retry_after_s)
                 raise Paused("rate_limited")
             raise error
         assert response is not None
