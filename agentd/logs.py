@@ -50,12 +50,22 @@ def configure(log_format: str = "auto", level: str = "info", redactor: Redactor 
             processors.append(_journald_priority)
     else:
         processors.append(structlog.dev.ConsoleRenderer(colors=stream.isatty(), timestamp_key="ts"))
+    root = logging.getLogger()
+    root.handlers[:] = [_ToStructlog()]
+    root.setLevel(logging.WARNING)
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
+
+
+class _ToStructlog(logging.Handler):
+    """Libraries' stdlib log records (aiohttp, asyncio, watchdog) through the same chain."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        structlog.get_logger(record.name).log(record.levelno, record.getMessage(), logger=record.name)
 
 
 def get(name: str = "agentd") -> Any:

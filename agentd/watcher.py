@@ -8,6 +8,7 @@ the scan streams the folder and blocks on the bounded work queue.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import stat
 import time
@@ -91,6 +92,8 @@ class Watcher:
 
     def stop_observer(self) -> None:
         if self._observer is not None:
+            # watchdog logs a harmless error if an event arrives while its thread stops
+            logging.getLogger("watchdog.observers.inotify").setLevel(logging.CRITICAL)
             self._observer.stop()
             self._observer.join(timeout=5)
             self._observer = None
