@@ -16,7 +16,7 @@ from agentd.llm.breaker import Breakers
 from agentd.llm.gateway import Gateway
 from agentd.metrics import Metrics
 from agentd.pipeline import RunContext
-from agentd.spool import Claim
+from agentd.spool import Claim, claim_name
 from agentd.tools import Invocation, Tool, ToolBox
 
 ECHO_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["text"],
@@ -96,10 +96,10 @@ class Harness:
                 allowed: frozenset[str] | set[str] = frozenset({"echo"}), step: str = "work",
                 cid: str = "c0ffee0000000000000000000000cafe") -> RunContext:
         """A run of `workflow` on a file `name`; the same cid resumes the same journal."""
-        folder = self.config.processing / cid
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(data)
-        claim = Claim(cid=cid, workflow=workflow, original_name=name, dir=folder, size=len(data),
+        self.config.processing.mkdir(parents=True, exist_ok=True)
+        path = self.config.processing / claim_name(cid, workflow)
+        path.write_bytes(data)
+        claim = Claim(cid=cid, workflow=workflow, original_name=name, data=path, size=len(data),
                       started_at=utcnow_iso())
         ctx = RunContext(cid=cid, workflow=workflow, config=self.config, claim=claim,
                          journal=Journal(claim.journal_path, self.sync), gateway=self.gateway, audit=self.audit,

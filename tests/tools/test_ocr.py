@@ -29,7 +29,7 @@ async def test_a_png_with_known_text_is_read_back_by_tesseract(tmp_path: Path) -
     assert " ".join(result["text"].split()) == "HELLO WORLD"
     assert result["pages"] == 1
     assert harness.events("tool_call")[-1]["status"] == "ok"
-    assert [p.name for p in ctx.claim.dir.iterdir() if p.name.startswith(".ocr-")] == []
+    assert [p.name for p in ctx.claim.data.parent.iterdir() if p.name.startswith(".ocr-")] == []
 
 
 @needs_tesseract
