@@ -75,7 +75,7 @@ def rows_throughput(r: dict[str, Any]) -> list[list[str]]:
     base, fsync_on, fsync_off = r["baseline"], r["agentd"], r["agentd_fsync_off"]
     return [
         ["1", f"throughput, {r['files']:,} mixed files: bare watchdog rename (baseline)",
-         f"{base['files_per_s']:,} files/s", "", INFO],
+         f"{base['files_per_s']:,} files/s ({base['cpu_ms_per_file']} ms CPU/file)", "", INFO],
         ["1", "throughput: agentd, fsync + audit + sidecars on",
          (f"{fsync_on['files_per_s']:,} files/s = **{r['ratio']}x** baseline "
           f"({fsync_on['cpu_ms_per_file']} ms CPU/file)"), ">= 0.5x baseline", verdict(r["ratio"] >= 0.5)],

@@ -28,15 +28,17 @@ def elapsed_to_last(home: Path, started: float) -> float:
 
 def run_baseline(docs: list[tuple[str, bytes]]) -> dict[str, Any]:
     with temp_home("baseline") as home:
-        with helper_process([str(BASELINE), str(home), "--seconds", str(TIMEOUT_S)]):
+        with helper_process([str(BASELINE), str(home), "--seconds", str(TIMEOUT_S)]) as (proc, _):
+            cpu_before = cpu_seconds(proc.pid)
             started = drop_all(home / "incoming", docs)
             done = wait_for(lambda: terminal_count(home)["archive"] >= len(docs), TIMEOUT_S, 0.02)
+            cpu_used = cpu_seconds(proc.pid) - cpu_before
             archived = terminal_count(home)["archive"]
             elapsed = elapsed_to_last(home, started)
         if not done:
             raise RuntimeError(f"baseline archived {archived} of {len(docs)}")
     return {"files": len(docs), "archived": archived, "elapsed_s": round(elapsed, 3),
-            "files_per_s": round(len(docs) / elapsed, 1)}
+            "files_per_s": round(len(docs) / elapsed, 1), "cpu_ms_per_file": round(cpu_used * 1000 / len(docs), 2)}
 
 
 def run_agentd(docs: list[tuple[str, bytes]], fsync: bool, **env: Any) -> dict[str, Any]:
