@@ -31,7 +31,6 @@ PYTHON = sys.executable
 TERMINAL = ("archive", "failed", "review")
 SIDECAR = ".meta.json"
 KINDS = ("txt", "md", "csv", "json", "html", "eml")
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # the daemon's own defaults, not the test suite's shortened ones: the bench measures what ships
 DAEMON_DEFAULTS = {"AGENTD_SETTLE_S": "1", "AGENTD_RESCAN_S": "10"}
@@ -48,7 +47,10 @@ def temp_home(label: str) -> Iterator[Path]:
 
 
 # -- documents --------------------------------------------------------------------------
-WORDS = ["invoice", "amount", "due", "payment", "terms", "order", "quantity", "please", "ship", "receipt", "report", "findings", "contract", "agreement", "refund", "complaint", "dear", "sincerely", "regards", "review", "approve", "meeting", "budget", "quarterly", "delivery", "customer", "supplier", "account", "balance", "schedule", "project"]
+WORDS = ("invoice", "amount", "due", "payment", "terms", "order", "quantity", "please", "ship", "receipt",
+         "report", "findings", "contract", "agreement", "refund", "complaint", "dear", "sincerely", "regards",
+         "review", "approve", "meeting", "budget", "quarterly", "delivery", "customer", "supplier", "account",
+         "balance", "schedule", "project")
 PEOPLE = ("Alice Martin", "Bob Keller", "Carla Rossi", "Dan Novak", "Eva Lindqvist", "Farid Haddad")
 ORGS = ("Acme Corp", "Globex Ltd", "Initech LLC", "Umbrella GmbH", "Stark Inc", "Wayne SA")
 
