@@ -201,9 +201,10 @@ class Pipeline:
                     await self.wait_open(paused.reason)
             final = await asyncio.shield(self._finish(ctx, outcome, started))
             self._count(claim.workflow, outcome.outcome, started)
-            log.info("run_finished", outcome=outcome.outcome, reason=outcome.reason,
-                     error_class=outcome.error_class, file=final.name, cost_usd=float(ctx.cost_usd),
-                     llm_calls=len(ctx.journal.calls), duration_ms=round((time.monotonic() - started) * 1000, 1))
+            fields = {"reason": outcome.reason, "error_class": outcome.error_class}
+            log.info("run_finished", outcome=outcome.outcome, file=final.name, cost_usd=float(ctx.cost_usd),
+                     llm_calls=len(ctx.journal.calls), duration_ms=round((time.monotonic() - started) * 1000, 1),
+                     **{k: v for k, v in fields.items() if v is not None})
             return outcome.outcome
         finally:
             if ctx is not None:
