@@ -68,6 +68,22 @@ def iter_records(logs_dir: Path) -> Iterator[dict]:
                     continue
 
 
+def iter_records_after(logs_dir: Path, seq: int) -> Iterator[dict]:
+    """Records with a seq above `seq`, reading only the files that can hold them."""
+    files = audit_files(logs_dir)
+    firsts = [_first_seq(path) for path in files]
+    start = 0
+    for index, first in enumerate(firsts):
+        if first and first <= seq + 1:
+            start = index
+    for path in files[start:]:
+        with open(path, "rb") as fh:
+            for raw in fh:
+                record = _parse(raw)
+                if record is not None and record["seq"] > seq:
+                    yield record
+
+
 class AuditLog:
     """One writer per process; appends are serialized across processes by flock."""
 
@@ -194,10 +210,12 @@ class AuditLog:
             on_disk = os.stat(self.path)
         except FileNotFoundError:
             on_disk = None
-        if on_disk is None or on_disk.st_ino != os.fstat(self._fd).st_ino:  # type: ignore[arg-type]
+        ours = os.fstat(self._fd)  # type: ignore[arg-type]
+        if on_disk is None or on_disk.st_ino != ours.st_ino:
             self._open_fd()
             fcntl.flock(self._fd, fcntl.LOCK_EX)  # type: ignore[arg-type]
-        size = os.fstat(self._fd).st_size  # type: ignore[arg-type]
+            ours = os.fstat(self._fd)  # type: ignore[arg-type]
+        size = ours.st_size
         if size != self._size:
             tail, _ = self._read_tail()
             lines = [ln for ln in tail.split(b"\n") if ln.strip()]

@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Callable
 
+from agentd.audit import iter_records_after
 from agentd.durable import write_json
 from agentd.errors import BudgetError, Paused
 
@@ -45,6 +46,8 @@ class Budget:
     spent_today: Decimal = Decimal(0)
     reserved_today: Decimal = Decimal(0)
     alerted: list[int] = field(default_factory=list)
+    audit_seq: Callable[[], int] = lambda: 0  # the audit line the saved spend includes
+    dirty: bool = False
     _runs: dict[str, _Run] = field(default_factory=dict)
     _min_refused: Decimal | None = None
 
@@ -52,15 +55,23 @@ class Budget:
     def path(self) -> Path:
         return self.state_dir / SPEND_FILE
 
-    def load(self) -> "Budget":
+    def load(self, logs_dir: Path | None = None) -> "Budget":
+        """Today's spend: the saved file, plus paid calls audited after it was saved."""
         self.day = utc_day(self.clock())
         try:
             saved = json.loads(self.path.read_text())
         except (OSError, ValueError):
             saved = {}
+        saved_seq = 0
         if saved.get("day") == self.day:
             self.spent_today = Decimal(str(saved.get("spent_usd", "0")))
             self.alerted = list(saved.get("alerts", []))
+            saved_seq = int(saved.get("audit_seq", 0))
+        if logs_dir is not None:
+            for record in iter_records_after(logs_dir, saved_seq):
+                if record.get("event") == "llm_call" and str(record.get("ts", ""))[:10] == self.day:
+                    self.spent_today += Decimal(str(record.get("cost_usd", 0)))
+                    self.dirty = True
         return self
 
     def _roll(self) -> None:
@@ -109,11 +120,13 @@ class Budget:
             crossed = [p for p in ALERT_PERCENTS if used >= p and p not in self.alerted]
             self.alerted += crossed
         if actual_usd or crossed:
-            self.save()
+            self.dirty = True  # saved by the daemon's tick; the audit log has every call meanwhile
         return crossed
 
     def save(self) -> None:
-        write_json(self.path, {"day": self.day, "spent_usd": str(self.spent_today), "alerts": self.alerted})
+        write_json(self.path, {"day": self.day, "spent_usd": str(self.spent_today), "alerts": self.alerted,
+                               "audit_seq": self.audit_seq()})
+        self.dirty = False
 
     def daily_exhausted(self) -> bool:
         """True while the smallest call refused today still would not fit."""

@@ -63,6 +63,8 @@ class Daemon:
         self.stalled: list[Claim] = []
         self.health_port: int | None = None
         self.notifier = sdnotify.SystemdNotifier()
+        if getattr(self.notifier, "socket", None) is not None:
+            self.notifier.socket.setblocking(False)  # a peer that stops reading never blocks the loop
         self._tasks: list[asyncio.Task[Any]] = []
         self._lock_fd: int | None = None
         self._counts_cache: tuple[float, dict[str, int]] = (0.0, {})
@@ -96,7 +98,8 @@ class Daemon:
             log.warning("audit_repaired", **self.audit.repaired)
         self.spool = Spool(c, self.audit, self.sync)
         self.metrics = Metrics()
-        self.budget = Budget(c.max_cost_per_run, c.daily_budget_usd, c.state_dir).load()
+        self.budget = Budget(c.max_cost_per_run, c.daily_budget_usd, c.state_dir,
+                             audit_seq=lambda: self.audit.last.seq).load(c.logs_dir)
         self.breakers = Breakers(c.state_dir, c.breaker_failures, c.breaker_reset_s)
         self.kill = KillSwitch(c.state_dir)
         self.gateway = Gateway(c, make_provider(c), self.budget, self.audit, self.breakers, self.metrics,
@@ -116,7 +119,7 @@ class Daemon:
                           model=c.llm_model, recovered=len(recovered), kill_switch=self.kill.engaged)
         await self.audit.flush()
         if not self.burst:
-            self.http = HttpServer(make_app(self.health, self.metrics.render, c.admin_token, self._set_kill),
+            self.http = HttpServer(make_app(self.health, self._render_metrics, c.admin_token, self._set_kill),
                                    c.health_host, c.health_port)
             self.health_port = await self.http.start()
         self._tasks = [asyncio.create_task(self._worker(), name=f"worker-{i}") for i in range(c.concurrency)]
@@ -288,6 +291,8 @@ class Daemon:
             if self.kill.refresh():
                 log.warning("kill_switch", engaged=self.kill.engaged, reason=self.kill.state.get("reason"))
             self.metrics.kill_switch.set(1 if self.kill.engaged else 0)
+            if self.budget.dirty:
+                self.budget.save()
             if self.reload_requested:
                 self.reload_requested = False
                 self.reload()
@@ -378,6 +383,7 @@ class Daemon:
         if not self.burst:
             await self.http.stop()
         await self.gateway.close()
+        self.budget.save()
         self.audit.append("shutdown", processed=self.processed, unfinished=left)
         self.audit.flush_now()
         self.audit.close()
@@ -476,6 +482,11 @@ class Daemon:
             "claiming_paused": self.blocked_reason,
             "probe": self.probe.last.view() if self.probe.last else None,
         }
+
+    def _render_metrics(self) -> bytes:
+        self.gateway.update_latency_quantiles()
+        self.counts()
+        return self.metrics.render()
 
     def _set_kill(self, engaged: bool, reason: str, by: str) -> dict[str, Any]:
         return self.kill.set(engaged, self.audit, reason=reason, by=by)

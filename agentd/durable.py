@@ -24,7 +24,8 @@ def fsync_path(path: str | os.PathLike[str]) -> None:
 def write_json(path: Path, value: Any) -> None:
     """Write JSON to a temporary sibling, then rename it over `path` (no fsync here)."""
     tmp = path.with_name(f".tmp-{os.getpid()}-{next(_counter)}")  # short: path.name may be 255 bytes
-    data = json.dumps(value, ensure_ascii=False, indent=2, default=str).encode("utf-8", "surrogateescape")
+    # one line: json's C encoder does not indent (jq or `agentd review show` print it nicely)
+    data = json.dumps(value, ensure_ascii=False, default=str).encode("utf-8", "surrogateescape") + b"\n"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
     try:
         view = memoryview(data)

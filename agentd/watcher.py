@@ -18,7 +18,17 @@ from typing import Any, Awaitable, Callable
 
 from watchdog.events import (FileClosedEvent, FileCreatedEvent, FileDeletedEvent, FileModifiedEvent,
                              FileMovedEvent, FileSystemEvent, FileSystemEventHandler)
-from watchdog.observers import Observer
+from watchdog.observers.inotify import InotifyObserver
+
+try:
+    from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper as _Grouper
+except ImportError:  # watchdog < 7
+    from watchdog.observers.inotify_buffer import InotifyBuffer as _Grouper  # type: ignore[no-redef]
+
+# watchdog holds an unpaired IN_MOVED_FROM for 0.5 s in a FIFO, and every event behind it
+# waits too: each claim (a rename out of incoming/) would delay the next file's close by
+# up to 0.5 s. A rename's two halves arrive in the same read, so 10 ms pairs them.
+_Grouper.delay = 0.01
 
 from agentd import logs
 from agentd.config import Config
@@ -51,7 +61,10 @@ class _Hints(FileSystemEventHandler):
         kind = None
         path = os.fsdecode(event.src_path)
         if isinstance(event, FileMovedEvent):
-            kind, path = "closed", os.fsdecode(event.dest_path)
+            if event.dest_path:
+                kind, path = "closed", os.fsdecode(event.dest_path)  # renamed or moved in: complete
+            else:
+                kind = "deleted"  # moved out (a claim)
         elif isinstance(event, FileClosedEvent):
             kind = "closed"
         elif isinstance(event, FileModifiedEvent):
@@ -84,7 +97,7 @@ class Watcher:
     def start_observer(self) -> None:
         if self.config.watch_mode != "inotify":
             return
-        observer = Observer()
+        observer = InotifyObserver(generate_full_events=True)  # a move-in is a move, not a create
         observer.daemon = True
         observer.schedule(_Hints(asyncio.get_running_loop(), self), os.fspath(self.incoming), recursive=True)
         observer.start()

@@ -107,8 +107,26 @@ def test_the_budget_refuses_before_it_can_be_overshot(tmp_path: Path) -> None:
     assert budget.spent_today == Decimal("0.003")
     with pytest.raises(BudgetError):
         budget.reserve("r0", Decimal("0.9999"))
+    budget.save()
     reloaded = Budget(Decimal("1"), Decimal("0.010"), tmp_path).load()
     assert reloaded.spent_today == Decimal("0.003")
+
+
+def test_spend_not_yet_saved_is_recovered_from_the_audit_log(tmp_path: Path) -> None:
+    from agentd.audit import AuditLog
+    audit = AuditLog(tmp_path / "logs").open()
+    budget = Budget(Decimal("1"), Decimal("1"), tmp_path, audit_seq=lambda: audit.last.seq).load()
+    for cost in ("0.010", "0.020"):
+        settled = budget.settle(budget.reserve("r", Decimal("0.1")), Decimal(cost))
+        audit.append("llm_call", correlation_id="r", cost_usd=Decimal(cost))
+        assert settled == []
+    budget.save()
+    audit.append("llm_call", correlation_id="r", cost_usd=Decimal("0.004"))  # then a SIGKILL
+    audit.flush_now()
+    recovered = Budget(Decimal("1"), Decimal("1"), tmp_path).load(tmp_path / "logs")
+    assert recovered.spent_today == Decimal("0.034")
+    assert Budget(Decimal("1"), Decimal("1"), tmp_path / "nowhere").load(tmp_path / "logs").spent_today \
+        == Decimal("0.034")
 
 
 def test_secrets_never_appear_in_files_or_output(

@@ -241,16 +241,20 @@ class Gateway:
         m.llm_latency.labels(model).observe(latency_s)
         m.spend_today.set(float(self.budget.spent_today))
         m.budget_used.set(self.budget.used_ratio())
-        window = self._latencies.setdefault(model, deque(maxlen=200))
-        window.append(latency_s)
-        ordered = sorted(window)
-        for q in (0.5, 0.95):
-            m.llm_latency_p.labels(model, str(q)).set(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
+        self._latencies.setdefault(model, deque(maxlen=200)).append(latency_s)
         if latency_s > self.config.llm_slow_call_s:
             m.llm_slow.labels(model).inc()
             log.warning("llm_slow_call", model=model, latency_ms=round(latency_s * 1000))
         log.info("llm_call", model=model, status=status, attempt=attempt, tokens_in=tokens_in,
                  tokens_out=tokens_out, cost_usd=float(cost), latency_ms=round(latency_s * 1000, 1))
+
+    def update_latency_quantiles(self) -> None:
+        """p50 and p95 of each model's last 200 calls (computed when /metrics is read)."""
+        for model, window in self._latencies.items():
+            ordered = sorted(window)
+            for q in (0.5, 0.95):
+                self.metrics.llm_latency_p.labels(model, str(q)).set(
+                    ordered[min(len(ordered) - 1, int(q * len(ordered)))])
 
     def _budget_alert(self, percent: int) -> None:
         spent, cap = self.budget.spent_today, self.budget.daily_budget_usd

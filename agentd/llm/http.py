@@ -80,12 +80,14 @@ class HTTPProvider:
     def __init__(self, config: Config):
         self.base_url = config.llm_base_url.rstrip("/")
         self.api_key = config.llm_api_key
+        self.connection_limit = max(CONNECTION_LIMIT, config.concurrency)
         self._redact = Redactor((*config.secrets, config.llm_api_key))
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=CONNECTION_LIMIT)
+            # never fewer connections than runs in flight: each may be waiting on the model
+            connector = aiohttp.TCPConnector(limit=self.connection_limit)
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
