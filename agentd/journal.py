@@ -27,6 +27,7 @@ class Journal:
         self.values: dict[str, Any] = {}
         self.calls: list[dict[str, Any]] = []
         self.precious = False
+        self.unsynced = False
         self._pending: list[bytes] = []
         self._fd: int | None = None
         self.load()
@@ -69,11 +70,28 @@ class Journal:
             self.precious = True
             self._write()
 
-    async def put(self, key: str, value: Any) -> None:
-        """Record a completed step's output; on disk before the run goes on, once precious."""
+    async def put(self, key: str, value: Any, durable: bool = True, wait: bool = True) -> None:
+        """Record an output before the run goes on: written once the run is precious.
+
+        Written is enough against a crash of the process. Against a power cut, a tool's
+        result is fsynced before the run goes on (wait); a paid answer is fsynced with the
+        run's next sync point (its next model call or its outcome, `flush`), so at worst a
+        power cut in between pays for that answer again. A free step's output is not
+        fsynced on its own: after a power cut that step simply runs again.
+        """
         self._append({"key": key, "value": value})
         self.values[key] = value
-        if self.precious:
+        if self.precious and durable:
+            if wait:
+                self.unsynced = False
+                await self.sync.sync([self.path])
+            else:
+                self.unsynced = True
+
+    async def flush(self) -> None:
+        """fsync what `put(wait=False)` left unsynced."""
+        if self.unsynced:
+            self.unsynced = False
             await self.sync.sync([self.path])
 
     def note_call(self, precious: bool = True, **meter: Any) -> None:

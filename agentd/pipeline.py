@@ -86,6 +86,9 @@ class RunContext:
         request = LLMRequest(task=task, system=system, document=document, schema=schema,
                              schema_name=task, instructions=instructions, tools=tools,
                              max_tokens=max_tokens or self.config.llm_max_output_tokens)
+        if self.journal.get(key) is MISSING:  # a call will go out: what it builds on is on disk
+            await self.claim.durable()
+            await self.journal.flush()
         answer = await self.gateway.structured(self, request, key)
         if is_tool_call_answer(answer) and not tools:
             await self.refuse_tool_calls(answer["tool_calls"], "no tools were offered to this step")
@@ -113,6 +116,8 @@ class RunContext:
         if self.tools is None:
             from agentd.errors import PolicyError
             raise PolicyError("tool_denied", f"no tools are available to call {name!r}")
+        await self.claim.durable()
+        await self.journal.flush()
         return await self.tools.call(self, name, params)
 
 
@@ -285,7 +290,7 @@ class Pipeline:
                     result = await step(ctx)
             except TimeoutError:
                 raise InternalError("step_timeout", f"step {name} took over {self.config.step_timeout_s:g}s") from None
-            await ctx.journal.put(f"step:{name}", result)
+            await ctx.journal.put(f"step:{name}", result, durable=False)
             ctx.outputs[name] = result
             self.on_progress()
             for guard in reversed(self.guards):

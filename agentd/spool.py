@@ -8,6 +8,7 @@ the `claimed` audit line (synced with it) and the decided outcome is the audit l
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -106,6 +107,12 @@ class Claim:
     started_at: str = ""
     resumed: bool = False
     logged_outcome: dict[str, Any] | None = None  # an outcome audited before a crash
+    synced: "asyncio.Future[None] | None" = None  # the claim's group commit, under way
+
+    async def durable(self) -> None:
+        """Wait until the claim's rename and claimed line are on disk."""
+        if self.synced is not None:
+            await self.synced
 
     @property
     def journal_path(self) -> Path:
@@ -143,10 +150,12 @@ class Spool:
         try:
             self.audit.append("claimed", correlation_id=cid, workflow=workflow, original_name=shown,
                               raw_name=path.name if shown != path.name else None, size=st.st_size, kind=claim.kind)
-            await self.sync.sync([self.processing, path.parent, self.audit.path])
         except OSError:
             os.rename(claim.data, path)  # unrecorded: it waits in incoming/ instead
             raise
+        # free work (reading, extracting) goes on while the claim is made durable; a paid
+        # call, a tool and the outcome wait for it (Claim.durable)
+        claim.synced = asyncio.ensure_future(self.sync.sync([self.processing, path.parent, self.audit.path]))
         return claim
 
     # -- recovery ---------------------------------------------------------------------
@@ -196,6 +205,7 @@ class Spool:
 
     async def unclaim(self, claim: Claim, reason: str) -> Path:
         """Put a claim that did no paid work back into incoming/: it waits there, not failed."""
+        await claim.durable()
         target_dir = self.home / "incoming"
         if claim.workflow != DEFAULT_WORKFLOW:
             target_dir = target_dir / claim.workflow
@@ -215,6 +225,7 @@ class Spool:
     async def finish(self, claim: Claim, outcome: str, sidecar: dict[str, Any],
                      audit_fields: dict[str, Any]) -> Path:
         """Make the outcome durable (audit line + sidecar), then visible (rename). Idempotent."""
+        await claim.durable()
         target_dir = self.terminal_dir(outcome)
         logged = claim.logged_outcome
         if logged and logged.get("outcome") == outcome and logged.get("file"):
@@ -230,12 +241,15 @@ class Spool:
         try:
             meta_path = final.with_name(final.name + SIDECAR)
             write_json(meta_path, {**sidecar, "audit_seq": entry["seq"], "audit_hash": entry["hash"]})
-            # one group commit: the outcome line, the sidecar and its folder entry, then the rename
-            await self.sync.sync([self.audit.path, meta_path, target_dir])
+            # one group commit: the outcome line, the sidecar and its folder entry (and the
+            # journal's last entries), then the rename
+            journal = [claim.journal_path] if os.path.exists(claim.journal_path) else []
+            await self.sync.sync([self.audit.path, meta_path, target_dir, *journal])
             if os.path.lexists(claim.data):
                 os.rename(claim.data, final)
+            # no wait for this rename to be durable: if a power cut undoes it, the file is
+            # back in processing/ with its outcome line logged, and recovery ends it the same way
             claim.journal_path.unlink(missing_ok=True)
-            await self.sync.sync([target_dir])
         finally:
             self._reserved.discard(final)
         return final

@@ -53,7 +53,8 @@ class Gateway:
         self.stop_reason = stop_reason
         self._sleep = sleep
         self._latencies: dict[str, deque[float]] = {}
-        self._validators: dict[str, jsonschema.Draft202012Validator] = {}
+        self._validators: dict[int, tuple[dict[str, Any], jsonschema.Draft202012Validator]] = {}
+        self._schema_texts: dict[int, tuple[dict[str, Any], str]] = {}
         self.rate_limited_until = 0.0  # monotonic time before which no call goes out
 
     # -- the face workflows see ------------------------------------------------------------
@@ -80,16 +81,24 @@ class Gateway:
         raise ModelError("invalid_output", f"the model's answer failed the schema {MAX_REASKS + 1} times: {problem}")
 
     def _validator(self, schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
-        key = json.dumps(schema, sort_keys=True)
-        validator = self._validators.get(key)
-        if validator is None:
-            jsonschema.Draft202012Validator.check_schema(schema)
-            validator = self._validators[key] = jsonschema.Draft202012Validator(schema)
+        cached = self._validators.get(id(schema))
+        if cached is not None and cached[0] is schema:  # schemas are module constants: by identity
+            return cached[1]
+        jsonschema.Draft202012Validator.check_schema(schema)
+        validator = jsonschema.Draft202012Validator(schema)
+        self._validators[id(schema)] = (schema, validator)
         return validator
+
+    def _schema_text(self, schema: dict[str, Any]) -> str:
+        cached = self._schema_texts.get(id(schema))
+        if cached is None or cached[0] is not schema:
+            cached = self._schema_texts[id(schema)] = (schema, json.dumps(schema))
+        return cached[1]
 
     async def _journaled(self, run: Run, key: str, response: LLMResponse, value: Any) -> Any:
         run.note_model(response.provider, response.model)
-        await run.journal.put(key, {"value": value, "provider": response.provider, "model": response.model})
+        await run.journal.put(key, {"value": value, "provider": response.provider, "model": response.model},
+                              wait=False)
         return value
 
     def _contract_problem(self, response: LLMResponse, validator: jsonschema.Draft202012Validator) -> str | None:
@@ -193,7 +202,7 @@ class Gateway:
         if len(run.journal.calls) >= self.config.llm_max_calls_per_run:
             raise ModelError("call_limit", f"the run reached LLM_MAX_CALLS_PER_RUN={self.config.llm_max_calls_per_run}")
         price = self.config.price(model)
-        prompt = request.system + request.user_message() + json.dumps(request.schema) + \
+        prompt = request.system + request.user_message() + self._schema_text(request.schema) + \
             json.dumps(request.tools) + "".join(str(m.get("content", "")) for m in request.history)
         worst = price.cost(token_bound(prompt, 3 + len(request.history)), request.max_tokens)
         reservation = self.budget.reserve(run.cid, worst)
