@@ -17,7 +17,7 @@ from agentd.audit import AuditLog, utcnow_iso
 from agentd.config import Config
 from agentd.durable import fsync_path, write_json
 from agentd.redact import Redactor
-from agentd.spool import SIDECAR, display_name, iter_sidecars
+from agentd.spool import SIDECAR, display_name, free_name, iter_sidecars
 
 EX_OK, EX_PROBLEM, EX_USAGE = 0, 1, 2
 MIN_PREFIX = 6
@@ -101,7 +101,7 @@ def decide(config: Config, sidecar: Path, meta: dict[str, Any], approve: bool, c
         new.update(reason=redact(note) or "rejected", error_class="policy")
     target_dir = config.terminal(outcome)
     target_dir.mkdir(parents=True, exist_ok=True)
-    final = _free_name(target_dir, data.name, str(meta.get("correlation_id", "")))
+    final = free_name(target_dir, data.name, str(meta.get("correlation_id", "")))
     audit = AuditLog(config.logs_dir, redact).open()
     try:
         cid, workflow = meta.get("correlation_id"), meta.get("workflow")
@@ -129,24 +129,6 @@ def _linked(result: Any, chosen: dict[str, Any], by: str, at: str) -> Any:
     if isinstance(result, dict):
         return {**result, "party_link": link}
     return {"party_link": link}
-
-
-def _free_name(directory: Path, name: str, cid: str) -> Path:
-    """`name` if it and its sidecar are free in `directory`, else name-<cid8>[-n]."""
-    def taken(candidate: str) -> bool:
-        return os.path.lexists(directory / candidate) or os.path.lexists(directory / (candidate + SIDECAR))
-
-    if not taken(name):
-        return directory / name
-    stem, dot, suffix = name.rpartition(".")
-    if not dot or not stem:
-        stem, suffix = name, ""
-    suffix = f".{suffix}" if suffix else ""
-    for n in range(1000):
-        candidate = f"{stem}-{cid[:8]}" + (f"-{n}" if n else "") + suffix
-        if not taken(candidate):
-            return directory / candidate
-    raise ReviewError(f"no free name in {directory} for {display_name(name)}")
 
 
 def _who() -> str:

@@ -255,31 +255,7 @@ class Spool:
         return final
 
     def _free_name(self, directory: Path, name: str, cid: str) -> Path:
-        """`name` if it and its sidecar are free, else name-<cid8>; always short enough."""
-        def fits(candidate: str) -> bool:
-            return len(os.fsencode(candidate + SIDECAR)) <= NAME_MAX
-
-        def taken(candidate: str) -> bool:
-            path = directory / candidate
-            return (path in self._reserved or os.path.lexists(path)
-                    or os.path.lexists(directory / (candidate + SIDECAR)))
-
-        if fits(name) and not name.endswith(SIDECAR) and not taken(name):
-            return directory / name
-        stem, dot, suffix = name.rpartition(".")
-        if not dot or not stem or len(suffix) > 16:
-            stem, suffix = name, ""
-        suffix = f".{suffix}" if suffix else ""
-        if suffix == ".json" and stem.endswith(".meta"):
-            stem = stem[: -len(".meta")]
-        for n in range(1000):
-            tag = f"-{cid[:8]}" + (f"-{n}" if n else "")
-            room = NAME_MAX - len(os.fsencode(tag + suffix + SIDECAR))
-            raw = os.fsencode(stem)[:room]
-            candidate = os.fsdecode(raw) + tag + suffix
-            if not taken(candidate):
-                return directory / candidate
-        raise OSError(f"no free name in {directory} for {display_name(name)}")
+        return free_name(directory, name, cid, self._reserved)
 
     # -- reading ----------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
@@ -287,6 +263,29 @@ class Spool:
         for sub in ("incoming", "processing", "archive", "failed", "review"):
             result[sub] = count_entries(self.home / sub, sub)
         return result
+
+
+def free_name(directory: Path, name: str, cid: str, reserved: set[Path] | frozenset[Path] = frozenset()) -> Path:
+    """`name` if it and its sidecar are free in `directory`, else name-<cid8>[-n]; always short enough."""
+    def taken(candidate: str) -> bool:
+        path = directory / candidate
+        return path in reserved or os.path.lexists(path) or os.path.lexists(directory / (candidate + SIDECAR))
+
+    if len(os.fsencode(name + SIDECAR)) <= NAME_MAX and not name.endswith(SIDECAR) and not taken(name):
+        return directory / name
+    stem, dot, suffix = name.rpartition(".")
+    if not dot or not stem or len(suffix) > 16:
+        stem, suffix = name, ""
+    suffix = f".{suffix}" if suffix else ""
+    if suffix == ".json" and stem.endswith(".meta"):
+        stem = stem[: -len(".meta")]
+    for n in range(1000):
+        tag = f"-{cid[:8]}" + (f"-{n}" if n else "")
+        room = NAME_MAX - len(os.fsencode(tag + suffix + SIDECAR))
+        candidate = os.fsdecode(os.fsencode(stem)[:room]) + tag + suffix
+        if not taken(candidate):
+            return directory / candidate
+    raise OSError(f"no free name in {directory} for {display_name(name)}")
 
 
 def count_entries(directory: Path, sub: str) -> int:
