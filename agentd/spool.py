@@ -257,13 +257,6 @@ class Spool:
     def _free_name(self, directory: Path, name: str, cid: str) -> Path:
         return free_name(directory, name, cid, self._reserved)
 
-    # -- reading ----------------------------------------------------------------------
-    def counts(self) -> dict[str, int]:
-        result = {}
-        for sub in ("incoming", "processing", "archive", "failed", "review"):
-            result[sub] = count_entries(self.home / sub, sub)
-        return result
-
 
 def free_name(directory: Path, name: str, cid: str, reserved: set[Path] | frozenset[Path] = frozenset()) -> Path:
     """`name` if it and its sidecar are free in `directory`, else name-<cid8>[-n]; always short enough."""
