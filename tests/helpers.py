@@ -92,7 +92,9 @@ def audit_events(home: Path, event: str | None = None) -> list[dict]:
 
 def cli(home: Path | None, *args: str, env: dict[str, str] | None = None, **overrides: Any) -> subprocess.CompletedProcess:
     run_env = env or base_env(home, **overrides)  # type: ignore[arg-type]
-    return subprocess.run([sys.executable, "-m", "agentd", *args], env=run_env, cwd=ROOT,
+    # run from the state root's parent: a developer's ./.env in the checkout must not leak in
+    cwd = Path(run_env["AGENTD_HOME"]).parent
+    return subprocess.run([sys.executable, "-m", "agentd", *args], env=run_env, cwd=cwd,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -103,7 +105,7 @@ class AgentdProcess:
         self.home = home
         self.args = args
         self.env = env
-        self.cwd = cwd or ROOT
+        self.cwd = cwd or home.parent  # not the checkout: its ./.env must not leak into a test
         self.proc: subprocess.Popen | None = None
         self.log_path = home.parent / f"{home.name}-agentd.log"
         self.starts = 0

@@ -11,6 +11,12 @@ from agentd.config import ConfigError
 from tests.helpers import cli
 
 
+@pytest.fixture(autouse=True)
+def _away_from_the_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """load() reads ./.env: run where no developer's .env is."""
+    monkeypatch.chdir(tmp_path)
+
+
 def test_defaults_run_offline_with_no_file_and_no_key(tmp_path: Path) -> None:
     config = config_mod.load(environ={"AGENTD_HOME": str(tmp_path)})
     assert config.llm_provider == "offline"
@@ -78,3 +84,10 @@ def test_an_env_file_that_does_not_exist_is_a_configuration_error(home: Path) ->
     result = cli(home, "--env-file", str(home / "missing.env"), "status")
     assert result.returncode == 78
     assert "--env-file" in result.stderr
+
+
+def test_a_dot_env_in_the_working_folder_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("AGENTD_CONCURRENCY=3\nLLM_API_KEY=sk-from-dotenv-0000\n")
+    config = config_mod.load(environ={"AGENTD_HOME": str(tmp_path)})
+    assert config.concurrency == 3
+    assert "sk-from-dotenv-0000" in config.secrets and "sk-from-dotenv" not in repr(config)
