@@ -75,8 +75,8 @@ class Journal:
 
         Written is enough against a crash of the process. Against a power cut, a tool's
         result is fsynced before the run goes on (wait); a paid answer is fsynced with the
-        run's next sync point (its next model call or its outcome, `flush`), so at worst a
-        power cut in between pays for that answer again. A free step's output is not
+        run's next sync point (its next model call, a tool call or its outcome: `flush`), so
+        at worst a power cut in between pays for that answer again. A free step's output is not
         fsynced on its own: after a power cut that step simply runs again.
         """
         self._append({"key": key, "value": value})

@@ -86,8 +86,7 @@ class RunContext:
         request = LLMRequest(task=task, system=system, document=document, schema=schema,
                              schema_name=task, instructions=instructions, tools=tools,
                              max_tokens=max_tokens or self.config.llm_max_output_tokens)
-        if self.journal.get(key) is MISSING:  # a call will go out: what it builds on is on disk
-            await self.claim.durable()
+        if self.journal.get(key) is MISSING:  # a call will go out: earlier answers are on disk
             await self.journal.flush()
         answer = await self.gateway.structured(self, request, key)
         if is_tool_call_answer(answer) and not tools:

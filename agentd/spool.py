@@ -153,8 +153,9 @@ class Spool:
         except OSError:
             os.rename(claim.data, path)  # unrecorded: it waits in incoming/ instead
             raise
-        # free work (reading, extracting) goes on while the claim is made durable; a paid
-        # call, a tool and the outcome wait for it (Claim.durable)
+        # the run goes on while the claim is made durable; a tool's side effect and the
+        # outcome wait for it (Claim.durable). A model call does not: after a power cut that
+        # undid the claim, the file is back in incoming/ and at worst that call is paid again.
         claim.synced = asyncio.ensure_future(self.sync.sync([self.processing, path.parent, self.audit.path]))
         return claim
 
