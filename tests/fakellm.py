@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import itertools
 import random
-import socket
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from aiohttp import web
 
 from tests.fakewire import (OK, Fault, FaultSpec, Seen, anthropic_answer, anthropic_seen, answer, broken,
                             default_answer, error_body, openai_answer, openai_seen, status, tool_call)
+from tests.loopback import LoopbackServer
 
 __all__ = ["FakeLLM", "Fault", "Seen", "answer", "fake_llm", "llm_server", "status", "tool_call"]
 
@@ -45,7 +45,7 @@ class _Behaviour:
         return None
 
 
-class FakeLLM:
+class FakeLLM(LoopbackServer):
     def __init__(self, *, script: Iterable[FaultSpec] = (), faults: dict[FaultSpec, float] | None = None,
                  seed: int = 0, usage: tuple[int, int] = (100, 50), cached_tokens: int = 0,
                  responder: Callable[[Seen], Any] | None = None, api_key: str | None = None,
@@ -67,10 +67,7 @@ class FakeLLM:
             if spec.get("down"):
                 self.down(model)
         self.port = port  # 0: a free one, chosen at start()
-        self._runner: web.AppRunner | None = None
         self._stopping: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- addresses ------------------------------------------------------------------------
     @property
@@ -138,84 +135,22 @@ class FakeLLM:
         """How many requests each document text was sent in."""
         return Counter(s.document for s in list(self.requests) if s.document is not None)
 
-    # -- lifecycle: in-process ----------------------------------------------------------------------
-    async def start(self) -> "FakeLLM":
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    # -- lifecycle (tests.loopback): start/stop, async with, start_thread/stop_thread, with ------------
+    shutdown_timeout_s = 0.5
+    client_max_size = 64 * 1024 * 1024
+
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/v1/messages", self._anthropic)
-        self._stopping = asyncio.Event()
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", self.port))
-        except OSError:
-            sock.close()
-            raise
-        self.port = sock.getsockname()[1]
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()  # the server owns sock now
-        return self
+
+    async def start(self) -> "FakeLLM":
+        self._stopping = asyncio.Event()  # ends hangs at stop
+        return await super().start()
 
     async def stop(self) -> None:
         if self._stopping is not None:
             self._stopping.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> "FakeLLM":
-        return await self.start()
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.stop()
-
-    # -- lifecycle: in a thread with its own loop (for agentd subprocesses and sync tests) ------------
-    def start_thread(self) -> "FakeLLM":
-        ready = threading.Event()
-        failure: list[BaseException] = []
-        self._loop = asyncio.new_event_loop()
-
-        def serve() -> None:
-            assert self._loop is not None
-            try:
-                self._loop.run_until_complete(self.start())
-            except BaseException as exc:  # handed to the starting thread, which raises it
-                failure.append(exc)
-                return
-            finally:
-                ready.set()
-            self._loop.run_forever()
-            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
-
-        self._thread = threading.Thread(target=serve, name=f"fakellm-{self.port}", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if failure:
-            self._join()
-            raise failure[0]
-        return self
-
-    def stop_thread(self) -> None:
-        if self._loop is None:
-            return
-        if self._loop.is_running():
-            asyncio.run_coroutine_threadsafe(self.stop(), self._loop).result(10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        self._join()
-
-    def _join(self) -> None:
-        if self._thread is not None:
-            self._thread.join(10)
-        if self._loop is not None:
-            self._loop.close()
-        self._thread = self._loop = None
-
-    def __enter__(self) -> "FakeLLM":
-        return self.start_thread()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop_thread()
+        await super().stop()
 
     # -- serving ---------------------------------------------------------------------------------
     async def _openai(self, request: web.Request) -> web.StreamResponse:

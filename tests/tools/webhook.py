@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import socket
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.loopback import LoopbackServer
 
 
 @dataclass
@@ -18,7 +17,7 @@ class Delivery:
 
 
 @dataclass
-class Webhook:
+class Webhook(LoopbackServer):
     """POST /hook records each delivery and answers `status` (a 30x redirects to `location`)."""
 
     status: int = 200
@@ -26,9 +25,7 @@ class Webhook:
     first_delay_s: float = 0.0  # hold the first delivery's answer this long (a crash window)
     deliveries: list[Delivery] = field(default_factory=list)
     port: int = 0
-    _runner: web.AppRunner | None = None
-    _loop: asyncio.AbstractEventLoop | None = None
-    _thread: threading.Thread | None = None
+    shutdown_timeout_s = 0.2
 
     @property
     def url(self) -> str:
@@ -42,56 +39,5 @@ class Webhook:
             return web.Response(status=self.status, headers={"Location": self.location})
         return web.json_response({"ok": self.status < 300}, status=self.status)
 
-    async def start(self) -> "Webhook":
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/hook", self._receive)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
-        return self
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> "Webhook":
-        return await self.start()
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.stop()
-
-    # -- in a thread, for agentd subprocesses --------------------------------------------------
-    def __enter__(self) -> "Webhook":
-        self._loop = asyncio.new_event_loop()
-        started = concurrent.futures.Future[None]()
-
-        def serve() -> None:
-            assert self._loop is not None
-            try:
-                self._loop.run_until_complete(self.start())
-            except BaseException as exc:  # handed to the starting thread, which raises it
-                started.set_exception(exc)
-                return
-            started.set_result(None)
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=serve, name="webhook", daemon=True)
-        self._thread.start()
-        try:
-            started.result(10)
-        except BaseException:
-            self._thread.join(10)
-            self._loop.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        assert self._loop is not None and self._thread is not None
-        asyncio.run_coroutine_threadsafe(self.stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
