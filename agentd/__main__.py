@@ -1,4 +1,4 @@
 """`python -m agentd` is the `agentd` command."""
-from agentd.cli import main
+from agentd.cli.main import main
 
 raise SystemExit(main())

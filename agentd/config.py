@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping
 
 from dotenv import dotenv_values
 
-from agentd import prices
+from agentd.llm import prices
 
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 PROVIDERS = ("offline", "openai", "anthropic")

@@ -16,20 +16,20 @@ from agentd import config as config_mod
 from agentd import workflows as workflows_mod
 from agentd.audit import AuditLog
 from agentd.config import Config, ConfigError
-from agentd.costs import Budget
+from agentd.guards.budget import Budget
 from agentd.durable import GroupSync
-from agentd.health import HttpServer, make_app
-from agentd.index import DedupeIndex
-from agentd.killswitch import KillSwitch
+from agentd.server.app import HttpServer, make_app
+from agentd.spool.dedupe import DedupeIndex
+from agentd.guards.killswitch import KillSwitch
 from agentd.llm.breaker import Breakers
 from agentd.llm.gateway import Gateway, make_provider
 from agentd.metrics import Metrics
-from agentd.pipeline import Pipeline, StopGuard
-from agentd.probe import Probe
+from agentd.run.pipeline import Pipeline, StopGuard
+from agentd.server.probe import Probe
 from agentd.redact import Redactor
-from agentd.spool import Claim, Spool
-from agentd.status import HealthView
-from agentd.watcher import Candidate, Watcher
+from agentd.spool.store import Claim, Spool
+from agentd.server.health import HealthView
+from agentd.intake.watcher import Candidate, Watcher
 
 log = logs.get("agentd")
 TICK_S = 0.25

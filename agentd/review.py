@@ -17,7 +17,7 @@ from agentd.audit import AuditLog, utcnow_iso
 from agentd.config import Config
 from agentd.durable import fsync_path, write_json
 from agentd.redact import Redactor
-from agentd.spool import SIDECAR, display_name, free_name, iter_sidecars
+from agentd.spool.store import SIDECAR, display_name, free_name, iter_sidecars
 
 EX_OK, EX_PROBLEM, EX_USAGE = 0, 1, 2
 MIN_PREFIX = 6
@@ -132,7 +132,7 @@ def _linked(result: Any, chosen: dict[str, Any], by: str, at: str) -> Any:
 
 
 def _who() -> str:
-    from agentd.killswitch import _who as who
+    from agentd.guards.killswitch import _who as who
     return who()
 
 

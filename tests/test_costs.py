@@ -10,7 +10,7 @@ from typing import Callable
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentd.costs import Budget
+from agentd.guards.budget import Budget
 from agentd.errors import BudgetError, Paused
 from tests.fakellm import FakeLLM
 from tests.helpers import AgentdProcess, audit_events, cli, sidecar_for, sidecars, wait_until

@@ -17,9 +17,9 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from agentd import logs
 from agentd.audit import AuditLog
 from agentd.config import Config
-from agentd.costs import Budget
+from agentd.guards.budget import Budget
 from agentd.errors import ModelError, NetworkError, Paused
-from agentd.journal import MISSING, Journal
+from agentd.spool.journal import MISSING, Journal
 from agentd.llm.base import LLMRequest, LLMResponse, Provider, ProviderError, token_bound
 from agentd.llm.breaker import CLOSED, OPEN, STATE_LEVEL, Breakers
 from agentd.metrics import Metrics

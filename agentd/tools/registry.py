@@ -20,7 +20,7 @@ from agentd import logs
 from agentd.audit import AuditLog
 from agentd.config import Config
 from agentd.errors import AgentdError, InternalError, NeedsReview, Paused, PolicyError, ToolError
-from agentd.journal import MISSING
+from agentd.spool.journal import MISSING
 from agentd.metrics import Metrics
 from agentd.tools import dbquery, directory, notification, ocr
 from agentd.tools.base import Invocation, TokenBucket, Tool
@@ -68,7 +68,7 @@ class ToolBox:
         """The document as the model may see it, and how to put redacted values back in its answer."""
         if not self.config.redact_pii:
             return text, _identity
-        from agentd import pii
+        from agentd.guards import pii
 
         redaction = pii.redact(text)
         for kind, count in redaction.counts.items():

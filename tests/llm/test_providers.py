@@ -15,10 +15,10 @@ import pytest
 
 from agentd import config as configuration
 from agentd.audit import AuditLog
-from agentd.costs import Budget
+from agentd.guards.budget import Budget
 from agentd.durable import GroupSync
 from agentd.errors import ModelError
-from agentd.journal import Journal
+from agentd.spool.journal import Journal
 from agentd.llm.base import LLMRequest, LLMResponse, Provider, ProviderError
 from agentd.llm.breaker import Breakers
 from agentd.llm.http import retry_after_s

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agentd.cli import EX_CONFIG
+from agentd.cli.main import EX_CONFIG
 from agentd.config import Config
 from tests.helpers import ROOT
 

@@ -8,15 +8,15 @@ from typing import Any, Callable
 
 from agentd.audit import AuditLog, utcnow_iso
 from agentd.config import Config
-from agentd.costs import Budget
+from agentd.guards.budget import Budget
 from agentd.durable import GroupSync
-from agentd.journal import Journal
+from agentd.spool.journal import Journal
 from agentd.llm.base import LLMRequest, LLMResponse
 from agentd.llm.breaker import Breakers
 from agentd.llm.gateway import Gateway
 from agentd.metrics import Metrics
-from agentd.pipeline import RunContext
-from agentd.spool import Claim, claim_name
+from agentd.run.pipeline import RunContext
+from agentd.spool.store import Claim, claim_name
 from agentd.tools import Invocation, Tool, ToolBox
 
 ECHO_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["text"],

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from agentd import pii
+from agentd.guards import pii
 from tests.tools.support import Harness, ScriptedProvider, config
 
 LETTER = ("Please refund jane.doe@example.com (call +49 30 1234567 or (555) 123-4567).\n"

@@ -48,10 +48,10 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_status(args: argparse.Namespace, config: Config) -> int:
-    from agentd.costs import Budget
+    from agentd.guards.budget import Budget
     from agentd.daemon import state_lock_holder
-    from agentd.killswitch import KillSwitch
-    from agentd.spool import count_entries, oldest_waiting_age_s
+    from agentd.guards.killswitch import KillSwitch
+    from agentd.spool.store import count_entries, oldest_waiting_age_s
 
     home = config.home
     counts = {sub: count_entries(home / sub, sub) for sub in ("incoming", "processing", "archive", "failed", "review")}
@@ -103,14 +103,14 @@ def _audit(config: Config) -> Any:
 
 
 def _find_sidecars(config: Config, ident: str, outcomes: tuple[str, ...]) -> list[tuple[Path, dict]]:
-    from agentd.spool import iter_sidecars
+    from agentd.spool.store import iter_sidecars
 
     return [(p, m) for p, m in iter_sidecars(config.home, outcomes)
             if str(m.get("correlation_id", "")).startswith(ident)]
 
 
 def cmd_requeue(args: argparse.Namespace, config: Config) -> int:
-    from agentd.spool import SIDECAR, iter_sidecars
+    from agentd.spool.store import SIDECAR, iter_sidecars
 
     if args.failed:
         targets = list(iter_sidecars(config.home, ("failed",)))
@@ -151,12 +151,12 @@ def cmd_requeue(args: argparse.Namespace, config: Config) -> int:
 
 
 def _user() -> str:
-    from agentd.killswitch import _who
+    from agentd.guards.killswitch import _who
     return _who()
 
 
 def cmd_kill_switch(args: argparse.Namespace, config: Config) -> int:
-    from agentd.killswitch import KillSwitch
+    from agentd.guards.killswitch import KillSwitch
 
     config.state_dir.mkdir(parents=True, exist_ok=True)
     kill = KillSwitch(config.state_dir)
@@ -177,7 +177,7 @@ def cmd_kill_switch(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_audit(args: argparse.Namespace, config: Config) -> int:
     from agentd.audit import verify
-    from agentd.spool import iter_sidecars
+    from agentd.spool.store import iter_sidecars
 
     if not config.logs_dir.exists():
         print(f"agentd: no audit log under {config.logs_dir}", file=sys.stderr)

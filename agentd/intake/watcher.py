@@ -32,9 +32,9 @@ _Grouper.delay = 0.01
 
 from agentd import logs
 from agentd.config import Config
-from agentd.spool import DEFAULT_WORKFLOW, ignored_name
+from agentd.spool.store import DEFAULT_WORKFLOW, ignored_name
 
-log = logs.get("agentd.watcher")
+log = logs.get("agentd.intake.watcher")
 HINT_CAP = 10_000
 MAX_DEPTH = 3
 

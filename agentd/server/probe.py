@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 
 from agentd.durable import GroupSync, write_json
-from agentd.extract import extract
+from agentd.run.extract import extract
 from agentd.llm.base import LLMRequest
 from agentd.llm.offline import OfflineProvider
 from agentd.workflows.triage import SYSTEM, TRIAGE_SCHEMA

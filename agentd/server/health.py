@@ -5,7 +5,7 @@ import time
 from typing import Any
 
 from agentd import __version__
-from agentd.spool import count_entries, oldest_waiting_age_s
+from agentd.spool.store import count_entries, oldest_waiting_age_s
 
 LOOP_STALL_S = 10.0
 FOLDERS = ("incoming", "processing", "archive", "failed", "review")

@@ -17,16 +17,16 @@ from agentd import logs
 from agentd.audit import AuditLog, utcnow_iso
 from agentd.config import Config
 from agentd.errors import AgentdError, DataError, InternalError, NeedsReview, Paused
-from agentd.extract import Document, extract
-from agentd.index import DedupeIndex
-from agentd.journal import MISSING, Journal
+from agentd.run.extract import Document, extract
+from agentd.spool.dedupe import DedupeIndex
+from agentd.spool.journal import MISSING, Journal
 from agentd.llm.base import LLMRequest
 from agentd.llm.gateway import Gateway
 from agentd.metrics import Metrics
-from agentd.spool import Claim, Spool, display_name
+from agentd.spool.store import Claim, Spool, display_name
 from agentd.workflows import Workflow, step_name
 
-log = logs.get("agentd.pipeline")
+log = logs.get("agentd.run.pipeline")
 HASH_IN_THREAD_BYTES = 1 << 20
 
 
