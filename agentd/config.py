@@ -11,10 +11,14 @@ from typing import Any, Callable, Mapping
 from dotenv import dotenv_values
 
 from agentd.llm import prices
+from agentd.spool import layout
 
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 PROVIDERS = ("offline", "openai", "anthropic")
 KNOWN_SERVICES = ("ocr", "notification", "db-query")
+# where AGENTD_CRASH_AT (tests only) makes the daemon SIGKILL itself: each moment a crash matters
+CRASH_POINTS = ("after_claimed_line", "after_claim_rename", "after_paid_answer", "after_outcome_line",
+                "after_sidecar", "before_final_rename", "after_final_rename")
 
 PROVIDER_DEFAULTS = {
     "offline": ("", "offline-rules"),
@@ -30,6 +34,12 @@ class ConfigError(Exception):
         super().__init__(f"{variable}: {problem}")
         self.variable = variable
         self.problem = problem
+
+
+def crash_point(config: "Config", point: str) -> None:
+    """Tests name a point (AGENTD_CRASH_AT) where the daemon SIGKILLs itself; never set in production."""
+    if config.crash_at == point:
+        os.kill(os.getpid(), 9)
 
 
 def is_secret_name(name: str) -> bool:
@@ -84,32 +94,34 @@ class Config:
     tool_timeout_s: float = 60.0
     agent_max_steps: int = 8
     agent_max_tool_calls: int = 8
+    max_resumes: int = 3
+    crash_at: str = ""  # tests only: the named point where the daemon SIGKILLs itself
     secrets: tuple[str, ...] = field(default=(), repr=False)
     source: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     # -- derived paths -------------------------------------------------------------
     @property
     def incoming(self) -> Path:
-        return self.home / "incoming"
+        return self.home / layout.INCOMING
 
     @property
     def processing(self) -> Path:
-        return self.home / "processing"
+        return self.home / layout.PROCESSING
 
     @property
     def state_dir(self) -> Path:
-        return self.home / "state"
+        return self.home / layout.STATE
 
     @property
     def logs_dir(self) -> Path:
-        return self.home / "logs"
+        return self.home / layout.LOGS
 
     @property
     def data_dir(self) -> Path:
-        return self.home / "data"
+        return self.home / layout.DATA
 
     def terminal(self, outcome: str) -> Path:
-        return self.home / {"archived": "archive", "failed": "failed", "review": "review"}[outcome]
+        return layout.terminal_dir(self.home, outcome)
 
     def price(self, model: str) -> prices.Price:
         """USD per million tokens for `model`: the overrides win over the table."""
@@ -265,6 +277,8 @@ VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "TOOL_TIMEOUT_S": ("tool_timeout_s", _float(0.1, 3600)),
     "AGENT_MAX_STEPS": ("agent_max_steps", _int(1, 100)),
     "AGENT_MAX_TOOL_CALLS": ("agent_max_tool_calls", _int(0, 100)),
+    "AGENTD_MAX_RESUMES": ("max_resumes", _int(0, 1000)),
+    "AGENTD_CRASH_AT": ("crash_at", _choice("", *CRASH_POINTS)),
 }
 
 

@@ -1,4 +1,4 @@
-"""The daemon's lifecycle: startup (recovery first), the main loop, a draining shutdown."""
+"""The daemon's lifecycle: startup (recovery first), the main loop, a draining shutdown. Signals set flags."""
 from __future__ import annotations
 
 import asyncio
@@ -13,30 +13,30 @@ import sdnotify
 
 from agentd import __version__, logs
 from agentd import config as config_mod
-from agentd import workflows as workflows_mod
-from agentd.audit import AuditLog
 from agentd.config import Config, ConfigError
-from agentd.guards.budget import Budget
-from agentd.durable import GroupSync
-from agentd.server.app import HttpServer, make_app
-from agentd.spool.dedupe import DedupeIndex
-from agentd.guards.killswitch import KillSwitch
-from agentd.llm.breaker import Breakers
-from agentd.llm.gateway import Gateway, make_provider
-from agentd.metrics import Metrics
-from agentd.run.pipeline import Pipeline, StopGuard
-from agentd.server.probe import Probe
-from agentd.redact import Redactor
-from agentd.spool.store import Claim, Spool
-from agentd.server.health import HealthView
 from agentd.intake.watcher import Candidate, Watcher
+from agentd.llm.base import Provider
+from agentd.server.app import HttpServer, make_app
+from agentd.server.health import HealthView
+from agentd.server.probe import Probe
+from agentd.services import build
+from agentd.spool.counts import count_entries
+from agentd.spool.layout import INCOMING
+from agentd.spool.store import Claim
+from agentd.supervisor import Supervisor
 
 log = logs.get("agentd")
 TICK_S = 0.25
 STATUS_EVERY_S = 2.0
+COUNT_INCOMING_S = 1.0
 RETRY_STALLED_S = 5.0
-PARK_S = 5.0
 LOCK_FILE = "agentd.lock"
+RUNNING_FILE = "running"  # present while a daemon runs: found at start-up, the last one crashed
+LIVE_FIELDS = ("admin_token", "llm_api_key", "max_cost_per_run", "daily_budget_usd", "review_confidence",
+               "breaker_failures", "breaker_reset_s", "llm_timeout_s", "llm_max_attempts", "step_timeout_s",
+               "llm_slow_call_s", "redact_pii", "allowed_services", "log_level", "settle_s", "rescan_s")
+RESTART_FIELDS = ("home", "health_host", "health_port", "llm_provider", "llm_base_url", "concurrency", "workflows",
+                  "fsync", "watch_mode")
 
 
 class AlreadyRunning(Exception):
@@ -44,10 +44,12 @@ class AlreadyRunning(Exception):
 
 
 class Daemon(HealthView):
-    def __init__(self, config: Config, burst: bool = False, env_file: str | None = None):
+    def __init__(self, config: Config, burst: bool = False, env_file: str | None = None,
+                 provider: Provider | None = None):
         self.config = config
         self.burst = burst
         self.env_file = env_file
+        self.provider = provider
         self.should_exit = asyncio.Event()
         self.reload_requested = False
         self.stopping = False
@@ -58,22 +60,22 @@ class Daemon(HealthView):
         self.failed = 0
         self.last_progress_at: float | None = None
         self.last_tick_at = time.monotonic()
+        self.last_progress_mono = time.monotonic()
         self.queue_high_water = 0
         self.blocked_reason: str | None = None
         self.stalled: list[Claim] = []
         self.health_port: int | None = None
+        self.supervisor = Supervisor()
         self.notifier = sdnotify.SystemdNotifier()
         if getattr(self.notifier, "socket", None) is not None:
             self.notifier.socket.setblocking(False)  # a peer that stops reading never blocks the loop
-        self._tasks: list[asyncio.Task[Any]] = []
         self._lock_fd: int | None = None
-        self._counts_cache: tuple[float, dict[str, int]] = (0.0, {})
-        self._oldest: float | None = None
         self._status_sent_at = 0.0
         self._last_problems: list[str] = []
         self._write_checked_at = 0.0
         self._writable = True
-        self.last_progress_mono = time.monotonic()
+        self._incoming_counted_at = 0.0
+        self._counting: asyncio.Future[int] | None = None
 
     # -- the table of contents ------------------------------------------------------------
     async def serve(self) -> int:
@@ -87,51 +89,37 @@ class Daemon(HealthView):
     # -- startup ------------------------------------------------------------------------
     async def startup(self) -> None:
         c = self.config
-        for sub in ("incoming", "processing", "archive", "failed", "review", "state", "logs", "data"):
-            (c.home / sub).mkdir(parents=True, exist_ok=True)
+        c.state_dir.mkdir(parents=True, exist_ok=True)
         self._lock()
-        self.workflows = self._load_workflows()
-        self.sync = GroupSync(enabled=c.fsync)
-        self.redactor = Redactor(c.secrets)
-        self.audit = AuditLog(c.logs_dir, self.redactor, self.sync, c.audit_max_bytes).open()
-        if self.audit.repaired:
-            log.warning("audit_repaired", **self.audit.repaired)
-        self.spool = Spool(c, self.audit, self.sync)
-        self.metrics = Metrics()
-        self.budget = Budget(c.max_cost_per_run, c.daily_budget_usd, c.state_dir,
-                             audit_seq=lambda: self.audit.last.seq).load(c.logs_dir)
-        self.breakers = Breakers(c.state_dir, c.breaker_failures, c.breaker_reset_s)
-        self.kill = KillSwitch(c.state_dir)
-        self.gateway = Gateway(c, make_provider(c), self.budget, self.audit, self.breakers, self.metrics,
-                               stop_reason=self.stop_reason)
-        self.index = DedupeIndex(c.state_dir / "index.sqlite")
-        self.tools = self._make_tools()
-        self.pipeline = Pipeline(c, self.spool, self.audit, self.gateway, self.workflows, self.index,
-                                 self.metrics, guards=[StopGuard(self.kill_reason)], wait_open=self.wait_open,
-                                 tools=self.tools, on_finish=self._on_finish, on_wait=self._on_wait,
-                                 on_progress=self._progress)
-        self.watcher = Watcher(c)
-        self.probe = Probe(c.state_dir, self.sync)
+        self.services = s = build(c, provider=self.provider, wait_open=self.wait_open)
+        s.pipeline.on_finish, s.pipeline.on_progress = self._on_finish, self._progress
+        s.guards.extra_gates.append(self._deferral_gate)
+        if s.audit.repaired:
+            log.warning("audit_repaired", **s.audit.repaired)
+        self.watcher = Watcher(c, s.deferrals, on_counted=s.counts.set_incoming)
+        self.probe = Probe(c.state_dir, s.sync)
         self.queue: asyncio.Queue[Candidate | Claim] = asyncio.Queue(maxsize=c.concurrency)
         self._install_signals()
-        recovered = self.spool.recover()
-        self.audit.append("startup", version=__version__, pid=os.getpid(), provider=c.llm_provider,
-                          model=c.llm_model, recovered=len(recovered), kill_switch=self.kill.engaged)
-        await self.audit.flush()
+        crashed = (c.state_dir / RUNNING_FILE).exists()
+        recovered = s.store.recover(clean_shutdown=not crashed)
+        (c.state_dir / RUNNING_FILE).write_text(f"{os.getpid()}\n")
+        s.audit.append("startup", version=__version__, pid=os.getpid(), provider=c.llm_provider, model=c.llm_model,
+                       recovered=len(recovered), after_crash=crashed, kill_switch=s.kill.engaged)
+        await s.audit.flush()
+        await asyncio.to_thread(s.counts.load, c.home)
         if not self.burst:
-            self.http = HttpServer(make_app(self.health, self._render_metrics, c.admin_token, self._set_kill),
-                                   c.health_host, c.health_port)
+            app = make_app(self.health, self._render_metrics, lambda: self.config.admin_token, self._set_kill)
+            self.http = HttpServer(app, c.health_host, c.health_port)
             self.health_port = await self.http.start()
-        self._tasks = [asyncio.create_task(self._worker(), name=f"worker-{i}") for i in range(c.concurrency)]
+        for i in range(c.concurrency):
+            self.supervisor.spawn(f"worker-{i}", self._worker)
         for claim in recovered:
             await self._enqueue(claim)
         if not self.burst:
-            self.watcher.start_observer()
-            self._tasks.append(asyncio.create_task(self.watcher.run(self._enqueue_candidate), name="watcher"))
-            self._tasks.append(asyncio.create_task(self._probe_loop(), name="probe"))
-        log.info("started", version=__version__, home=str(c.home), provider=c.llm_provider,
-                 model=c.llm_model, concurrency=c.concurrency, recovered=len(recovered),
-                 incoming=str(c.incoming), health=self.health_url)
+            self.supervisor.spawn("watcher", lambda: self.watcher.run(self._enqueue_candidate))
+            self.supervisor.spawn("probe", self._probe_loop, forever=self.config.probe_interval_s > 0)
+        log.info("started", version=__version__, home=str(c.home), provider=c.llm_provider, model=c.llm_model,
+                 concurrency=c.concurrency, recovered=len(recovered), incoming=str(c.incoming), health=self.health_url)
         self.notifier.notify(f"READY=1\nSTATUS={self.status_line()}\nMAINPID={os.getpid()}")
 
     @property
@@ -153,19 +141,6 @@ class Daemon(HealthView):
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
 
-    def _load_workflows(self) -> dict[str, Any]:
-        try:
-            return workflows_mod.load(self.config.workflows)
-        except (ImportError, SyntaxError, ValueError, OSError) as exc:
-            raise ConfigError("AGENTD_WORKFLOWS", f"{exc.__class__.__name__}: {exc}") from None
-
-    def _make_tools(self) -> Any:
-        try:
-            from agentd.tools import ToolBox
-        except ImportError:
-            return None
-        return ToolBox(self.config, self.audit, self.metrics, self.stop_reason)
-
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -175,34 +150,22 @@ class Daemon(HealthView):
     def _request_reload(self) -> None:
         self.reload_requested = True
 
-    # -- gates ------------------------------------------------------------------------
-    def kill_reason(self) -> str | None:
-        """The kill switch stops a run at its next step (the budget stops only model calls)."""
-        return "kill_switch" if self.kill.engaged else None
-
-    def stop_reason(self) -> str | None:
-        """Why no model or tool call may start now, or None."""
-        if self.kill.engaged:
-            return "kill_switch"
-        if self.budget.daily_exhausted():
-            return "daily_budget_exhausted"
+    # -- the gate -----------------------------------------------------------------------
+    def _deferral_gate(self, kind: str, busy: bool) -> str | None:
+        """A Retry-After longer than a worker may wait holds every claim, across restarts."""
+        if kind == "claim" and self.services.deferrals.held_until() is not None:
+            return self.services.deferrals.all_reason or "rate_limited"
         return None
 
     def claim_blocked(self) -> str | None:
-        reason = self.stop_reason()
-        if reason is None and time.monotonic() < self.gateway.rate_limited_until:
-            reason = "rate_limited"
-        if reason is None and self.gateway.blocked():
-            reason = "model_unavailable"
-        if reason is None and self.gateway.on_trial() and (self.in_flight or self.queue.qsize()):
-            reason = "model_unavailable"  # one trial file at a time while the circuit is not closed
-        return reason
+        return self.services.guards.why_not("claim", busy=bool(self.in_flight or self.queue.qsize()))
 
-    async def wait_open(self, reason: str) -> None:
+    async def wait_open(self, reason: str, not_before: float | None = None) -> None:
         """Hold a paused run (one that already did paid work) until calls may start again."""
         self.paused += 1
         try:
-            while self.stop_reason() or self.gateway.blocked():
+            while self.services.guards.why_not("model") or self.services.gateway.blocked() or \
+                    (not_before is not None and time.time() < not_before):
                 await asyncio.sleep(TICK_S)
         finally:
             self.paused -= 1
@@ -227,11 +190,8 @@ class Daemon(HealthView):
         while True:
             item = await self.queue.get()
             try:
-                if self.stopping:
-                    continue  # a candidate stays in incoming/, a claim in processing/
-                await self._handle(item)
-            except asyncio.CancelledError:
-                raise
+                if not self.stopping:  # else a candidate stays in incoming/, a claim in processing/
+                    await self._handle(item)
             except OSError as exc:  # a full or failing disk: the run is retried later
                 log.error("worker_io_error", error=f"{exc.__class__.__name__}: {exc}")
             except Exception:  # a bug must cost one file a delay, never a worker
@@ -243,36 +203,33 @@ class Daemon(HealthView):
 
     async def _handle(self, item: Candidate | Claim) -> None:
         self.in_flight += 1  # a claim under way is in flight: a drain waits for it
-        self.metrics.in_flight.set(self.in_flight)
+        self.services.metrics.in_flight.set(self.in_flight)
         try:
             if isinstance(item, Candidate):
-                claim = await self.spool.claim(item.path, item.workflow)
+                claim = await self.services.store.claim(item.path, item.workflow)
                 self.watcher.done(item.path)
                 if claim is None:
                     return
             else:
                 claim = item
             try:
-                await self.pipeline.process(claim)
+                await self.services.pipeline.process(claim)
             except Exception:
                 self.stalled.append(claim)  # it stays in processing/ and is retried
                 raise
         finally:
             self.in_flight -= 1
-            self.metrics.in_flight.set(self.in_flight)
+            self.services.metrics.in_flight.set(self.in_flight)
             self.last_progress_at = time.time()
 
     def _progress(self) -> None:
         self.last_progress_mono = time.monotonic()
 
-    def _on_wait(self, path: Path, reason: str) -> None:
-        """A run went back to incoming/: a file the model failed on waits a while first."""
-        if reason == "model_unreachable":
-            self.watcher.defer(path, PARK_S)
-
     def _on_finish(self, workflow: str, outcome: str) -> None:
         if outcome == "failed":
             self.failed += 1
+        if outcome == "deferred":
+            return
         self.processed += 1
 
     # -- main loop --------------------------------------------------------------------
@@ -288,30 +245,55 @@ class Daemon(HealthView):
             except TimeoutError:
                 pass
             self.last_tick_at = time.monotonic()
-            if self.kill.refresh():
-                log.warning("kill_switch", engaged=self.kill.engaged, reason=self.kill.state.get("reason"))
-            self.metrics.kill_switch.set(1 if self.kill.engaged else 0)
-            if self.budget.dirty:
-                self.budget.save()
-            if self.reload_requested:
-                self.reload_requested = False
-                self.reload()
+            self._tick()
             if time.monotonic() - last_retry > RETRY_STALLED_S:
                 last_retry = time.monotonic()
                 self._retry_stalled()
             self._notify_tick()
 
+    def _tick(self) -> None:
+        s = self.services
+        if s.kill.refresh():
+            log.warning("kill_switch", engaged=s.kill.engaged, reason=s.kill.state.get("reason"))
+        s.metrics.kill_switch.set(1 if s.kill.engaged else 0)
+        if s.budget.dirty:
+            try:
+                s.budget.save()
+            except OSError as exc:  # a full disk: the audit log still has every call
+                log.error("spend_not_saved", error=f"{exc.__class__.__name__}: {exc}")
+        if self.reload_requested:
+            self.reload_requested = False
+            self.reload()
+        self._recount_incoming()
+
+    def _recount_incoming(self) -> None:
+        """incoming/ is filled by others: count it in a thread every second (the store counts the rest)."""
+        now = time.monotonic()
+        if now - self._incoming_counted_at < COUNT_INCOMING_S or self._counting is not None:
+            return
+        self._incoming_counted_at = now
+        counts = self.services.counts
+
+        def done(task: "asyncio.Future[int]") -> None:
+            self._counting = None
+            if not task.cancelled() and task.exception() is None:
+                counts.set_incoming(task.result())
+
+        self._counting = asyncio.ensure_future(asyncio.to_thread(count_entries, self.config.incoming, INCOMING))
+        self._counting.add_done_callback(done)
+
     def _retry_stalled(self) -> None:
         """After an I/O error (a full disk): check the audit log again, then retry the runs."""
-        if not self.audit.writable:
+        audit = self.services.audit
+        if not audit.writable:
             try:
-                self.audit.append("audit_writable", note="appends work again")
+                audit.append("audit_writable", note="appends work again")
             except OSError:
                 return
             log.warning("audit_writable_again")
         retry, self.stalled = self.stalled, []
         for claim in retry:
-            asyncio.create_task(self._enqueue(claim))
+            asyncio.ensure_future(self._enqueue(claim))
 
     def _notify_tick(self) -> None:
         """WATCHDOG=1 only while nothing is wrong; STATUS= every few seconds."""
@@ -331,13 +313,13 @@ class Daemon(HealthView):
         interval = self.config.probe_interval_s
         while interval > 0:
             result = await self.probe.run()
-            self.metrics.probe_ok.set(1 if result.ok else 0)
+            self.services.metrics.probe_ok.set(1 if result.ok else 0)
             if not result.ok:
                 log.error("probe_failed", error=result.error)
             await asyncio.sleep(interval)
 
     def reload(self) -> None:
-        """SIGHUP: re-read the configuration; apply what can change while running."""
+        """SIGHUP: re-read the configuration; apply what can change while running, name the rest."""
         self.notifier.notify("RELOADING=1")
         try:
             fresh = config_mod.load(self.env_file)
@@ -345,61 +327,55 @@ class Daemon(HealthView):
             log.error("reload_rejected", variable=exc.variable, problem=exc.problem)
             self.notifier.notify("READY=1")
             return
-        fixed = ("home", "health_host", "health_port", "llm_provider", "llm_base_url", "concurrency")
-        changed = [f for f in fixed if getattr(fresh, f) != getattr(self.config, f)]
+        changed = [f for f in RESTART_FIELDS if getattr(fresh, f) != getattr(self.config, f)]
+        applied = [f for f in LIVE_FIELDS if getattr(fresh, f) != getattr(self.config, f)]
         if changed:
             log.warning("reload_needs_restart", fields=changed)
             fresh = fresh.replace(**{f: getattr(self.config, f) for f in changed})
         self.config = fresh
-        self.budget.update_caps(fresh.max_cost_per_run, fresh.daily_budget_usd)
-        for part in (self.gateway, self.pipeline, self.watcher):
-            part.config = fresh
-        if self.tools is not None:
-            self.tools.config = fresh
-        self.redactor.secrets = Redactor(fresh.secrets).secrets
-        self.audit.append("config_reloaded", restart_needed=changed)
-        log.info("config_reloaded")
+        self.services.reconfigure(fresh)
+        self.watcher.config = fresh
+        self.services.audit.append("config_reloaded", applied=applied, restart_needed=changed)
+        log.info("config_reloaded", applied=applied, restart_needed=changed)
         self.notifier.notify("READY=1")
 
     # -- shutdown ---------------------------------------------------------------------
     async def shutdown(self) -> None:
         self.stopping = True
+        s = self.services
         self.notifier.notify("STOPPING=1")
         log.info("stopping", in_flight=self.in_flight, drain_timeout_s=self.config.drain_timeout_s)
-        self.watcher.stop_observer()
-        for task in self._tasks:
-            if task.get_name() in ("watcher", "probe"):
-                task.cancel()
+        await self.supervisor.stop("watcher", "probe")
         deadline = time.monotonic() + self.config.drain_timeout_s
         while self.in_flight > self.paused and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         left = self.in_flight
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.supervisor.stop()
         if left:
-            log.warning("drain_deadline", unfinished=left,
-                        note="left in processing/; they resume at the next start")
+            log.warning("drain_deadline", unfinished=left, note="left in processing/; they resume at the next start")
         if not self.burst:
             await self.http.stop()
-        await self.gateway.close()
-        self.budget.save()
-        self.audit.append("shutdown", processed=self.processed, unfinished=left)
-        self.audit.flush_now()
-        self.audit.close()
-        self.index.close()
+        await s.gateway.close()
+        s.budget.save()
+        s.audit.append("shutdown", processed=self.processed, unfinished=left)
+        s.audit.flush_now()
+        s.close()
+        (self.config.state_dir / RUNNING_FILE).unlink(missing_ok=True)
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
         log.info("stopped", processed=self.processed, unfinished=left)
 
     def _render_metrics(self) -> bytes:
-        self.gateway.update_latency_quantiles()
+        s = self.services
+        s.metering.update_latency_quantiles()
+        s.metrics.spend_today.set(float(s.budget.spent_today))
+        s.metrics.budget_used.set(s.budget.used_ratio())
         self.counts()
-        return self.metrics.render()
+        return s.metrics.render()
 
     def _set_kill(self, engaged: bool, reason: str, by: str) -> dict[str, Any]:
-        return self.kill.set(engaged, self.audit, reason=reason, by=by)
+        return self.services.kill.set(engaged, self.services.audit, reason=reason, by=by)
 
 
 async def run(config: Config, burst: bool = False, env_file: str | None = None) -> int:

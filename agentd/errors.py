@@ -7,14 +7,19 @@ ERROR_CLASSES = ("model", "tool", "network", "policy", "data", "budget", "intern
 
 
 class AgentdError(Exception):
-    """A run ends in failed/ with this reason and error_class."""
+    """A run ends in failed/ with this reason and error_class.
+
+    `retryable`: the fault is not the file's (the model failed this run while it answers
+    others); the run waits and goes again instead of failing at once.
+    """
 
     error_class = "internal"
 
-    def __init__(self, reason: str, detail: str = "", **extra: Any):
+    def __init__(self, reason: str, detail: str = "", *, retryable: bool = False, **extra: Any):
         super().__init__(detail or reason)
         self.reason = reason
         self.detail = detail
+        self.retryable = retryable
         self.extra = extra
 
 
@@ -59,9 +64,11 @@ class NeedsReview(Exception):
 class Paused(Exception):
     """The run cannot go on now (kill switch, daily budget, model outage) but is not failed.
 
-    It stays resumable; the daemon waits for the gate to reopen.
+    It stays resumable; the daemon waits for the gate to reopen. `not_before` (epoch
+    seconds) says when it may go again, when the cause said so (a Retry-After).
     """
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, not_before: float | None = None):
         super().__init__(reason)
         self.reason = reason
+        self.not_before = not_before

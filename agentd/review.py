@@ -17,7 +17,8 @@ from agentd.audit import AuditLog, utcnow_iso
 from agentd.config import Config
 from agentd.durable import fsync_path, write_json
 from agentd.redact import Redactor
-from agentd.spool.store import SIDECAR, display_name, free_name, iter_sidecars
+from agentd.spool.layout import SIDECAR, display_name, free_name
+from agentd.spool.store import iter_sidecars
 
 EX_OK, EX_PROBLEM, EX_USAGE = 0, 1, 2
 MIN_PREFIX = 6

@@ -1,16 +1,15 @@
 """An example user workflow: files dropped into incoming/invoices/ are checked as invoices.
 
 Enable it with AGENTD_WORKFLOWS=examples/invoices.py (a path) or a module name on
-PYTHONPATH. Each step is an async function taking the run context and returning
-JSON-able output; the output is journaled, so a restarted run does not repeat it.
+PYTHONPATH. Each step is an async function taking the Run and returning JSON-able
+output; the output is journaled, so a restarted run does not repeat it.
 """
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from agentd import DataError, NeedsReview, Workflow
-from agentd.llm.offline import register_rule
+from agentd import DataError, NeedsReview, Run, Workflow, step
 
 INVOICE_SCHEMA = {
     "type": "object",
@@ -26,7 +25,6 @@ INVOICE_SCHEMA = {
 }
 
 
-@register_rule("invoice")
 def offline_invoice(text: str) -> dict[str, Any]:
     """What LLM_PROVIDER=offline answers for this task: plain pattern matching."""
     total = re.search(r"(?i)total[^0-9]{0,20}([0-9][0-9,]*(?:\.[0-9]{2})?)", text)
@@ -38,27 +36,30 @@ def offline_invoice(text: str) -> dict[str, Any]:
             "due_date": due.group(1) if due else "", "confidence": 0.9 if total and vendor else 0.4}
 
 
-async def read(ctx: Any) -> dict[str, Any]:
+@step
+async def read(run: Run) -> dict[str, Any]:
     """Extract the text; refuse files that are obviously not invoices."""
-    text = ctx.text()
+    text = await run.text()
     if "invoice" not in text.lower():
         raise DataError("not_an_invoice", "the word 'invoice' does not appear in the document")
     return {"text": text[:20_000]}
 
 
-async def extract_fields(ctx: Any) -> dict[str, Any]:
+@step(timeout_s=120)
+async def extract_fields(run: Run) -> dict[str, Any]:
     """Ask the model for the invoice fields (validated against INVOICE_SCHEMA)."""
-    return await ctx.ask(task="invoice", system="Extract the invoice fields as JSON.",
-                         document=ctx.outputs["read"]["text"], schema=INVOICE_SCHEMA)
+    return await run.ask(task="invoice", system="Extract the invoice fields as JSON.",
+                         document=run.output(read)["text"], schema=INVOICE_SCHEMA)
 
 
-async def check(ctx: Any) -> dict[str, Any]:
+@step
+async def check(run: Run) -> dict[str, Any]:
     """Large or doubtful invoices go to a human; the rest are archived with the fields."""
-    fields = ctx.outputs["extract_fields"]
+    fields = run.output(extract_fields)
     if fields["total"] > 10_000 or fields["confidence"] < 0.7:
         raise NeedsReview("needs_approval", result=fields)
     return fields
 
 
-INVOICES = Workflow("invoices", steps=(read, extract_fields, check),
-                    description="extract vendor, total and due date from invoices")
+INVOICES = Workflow("invoices", steps=(read, extract_fields, check), offline_rules={"invoice": offline_invoice},
+                    output_schema=INVOICE_SCHEMA, description="extract vendor, total and due date from invoices")

@@ -136,14 +136,14 @@ def test_secrets_never_appear_in_files_or_output(
     env = {**server.env(), "LLM_API_KEY": api_canary, "ADMIN_TOKEN": admin_canary}
     agent = daemon(**env)
     _drop(home, 3)
-    wait_until(lambda: len(sidecars(home)) == 3, timeout=30)
+    # a rejected key pauses claiming: the files wait in incoming/, none fails for it
+    wait_until(lambda: "model credentials rejected" in agent.health()["reasons"], timeout=30)
     status, _ = agent.request("POST", "/admin/kill-switch", headers={"Authorization": f"Bearer {admin_canary}"})
     assert status == 200
     agent.request("DELETE", "/admin/kill-switch", headers={"Authorization": "Bearer wrong-" + admin_canary})
     agent.stop()
-    assert server.count() >= 3  # the server did answer 401 to our canary key
-    for meta in sidecars(home):
-        assert meta["outcome"] == "failed" and meta["error_class"] == "model"
+    assert server.count() >= 1  # the server did answer 401 to our canary key
+    assert sidecars(home) == [] and len(list((home / "incoming").iterdir())) == 3
     texts = [agent.output()]
     texts += [p.read_bytes().decode(errors="replace") for p in home.rglob("*") if p.is_file()]
     for text in texts:

@@ -27,6 +27,7 @@ def _print_json(value: Any) -> None:
 
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
     from agentd.daemon import AlreadyRunning, Daemon
+    from agentd.server.app import ListenError
     from agentd.redact import Redactor
 
     logs.configure(config.log_format, config.log_level, Redactor(config.secrets))
@@ -39,19 +40,17 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     except AlreadyRunning as exc:
         print(f"agentd: {exc}", file=sys.stderr)
         return EX_PROBLEM
-    except OSError as exc:
-        if exc.errno in (98, 13) and not args.burst:  # EADDRINUSE, EACCES on the HTTP port
-            print(f"agentd: HEALTH_PORT: cannot listen on {config.health_host}:{config.health_port}: "
-                  f"{exc.strerror}", file=sys.stderr)
-            return EX_CONFIG
-        raise
+    except ListenError as exc:  # only the listener's own bind: any other OSError is not a config problem
+        print(f"agentd: HEALTH_PORT: cannot listen on {config.health_host}:{config.health_port}: "
+              f"{exc.strerror}", file=sys.stderr)
+        return EX_CONFIG
 
 
 def cmd_status(args: argparse.Namespace, config: Config) -> int:
     from agentd.guards.budget import Budget
     from agentd.daemon import state_lock_holder
     from agentd.guards.killswitch import KillSwitch
-    from agentd.spool.store import count_entries, oldest_waiting_age_s
+    from agentd.spool.counts import count_entries, oldest_waiting_age_s
 
     home = config.home
     counts = {sub: count_entries(home / sub, sub) for sub in ("incoming", "processing", "archive", "failed", "review")}
@@ -102,6 +101,15 @@ def _audit(config: Config) -> Any:
     return AuditLog(config.logs_dir, Redactor(config.secrets)).open()
 
 
+def _store(config: Config, audit: Any) -> Any:
+    """The spool store for a command that moves files (it is the only mover, also outside the daemon)."""
+    from agentd.durable import GroupSync
+    from agentd.spool.deferred import Deferrals
+    from agentd.spool.store import Store
+
+    return Store(config, audit, GroupSync(enabled=config.fsync), Deferrals(config.state_dir))
+
+
 def _find_sidecars(config: Config, ident: str, outcomes: tuple[str, ...]) -> list[tuple[Path, dict]]:
     from agentd.spool.store import iter_sidecars
 
@@ -110,7 +118,8 @@ def _find_sidecars(config: Config, ident: str, outcomes: tuple[str, ...]) -> lis
 
 
 def cmd_requeue(args: argparse.Namespace, config: Config) -> int:
-    from agentd.spool.store import SIDECAR, iter_sidecars
+    from agentd.spool.layout import DEFAULT_WORKFLOW, data_of, ignored_name
+    from agentd.spool.store import iter_sidecars
 
     if args.failed:
         targets = list(iter_sidecars(config.home, ("failed",)))
@@ -126,22 +135,15 @@ def cmd_requeue(args: argparse.Namespace, config: Config) -> int:
             print(f"agentd: requeue: id {args.id} is ambiguous ({len(targets)} files)", file=sys.stderr)
             return EX_PROBLEM
     audit = _audit(config)
+    store = _store(config, audit)
     moved = 0
     for sidecar_path, meta in targets:
-        data = sidecar_path.with_name(sidecar_path.name[: -len(SIDECAR)])
+        data = data_of(sidecar_path)
         if not os.path.lexists(data):
             continue
-        workflow = meta.get("workflow", "triage")
-        folder = config.incoming if workflow == "triage" else config.incoming / workflow
-        folder.mkdir(parents=True, exist_ok=True)
-        name = meta.get("original_name") or data.name
-        target = folder / name
-        if os.path.lexists(target) or "/" in name or name.startswith("."):
-            target = folder / data.name
-        os.rename(data, target)
-        sidecar_path.unlink()
-        audit.append("requeued", correlation_id=meta.get("correlation_id"), workflow=workflow,
-                     was=meta.get("outcome"), file=target.name, by=_user())
+        name = str(meta.get("original_name") or data.name)
+        target = store.requeue(data, str(meta.get("workflow") or DEFAULT_WORKFLOW), str(meta.get("correlation_id", "")),
+                               by=_user(), name=name if not (ignored_name(name) or "/" in name) else data.name)
         moved += 1
         print(f"requeued {meta.get('correlation_id')} -> {target}")
     audit.flush_now()

@@ -1,4 +1,10 @@
-"""Spend caps that cannot be overshot: reserve the worst case before a call, settle after."""
+"""Spend caps that cannot be overshot: reserve the worst case before a call, settle after; its guard.
+
+The day is explicit: a reservation belongs to the UTC day its call started, its settle
+releases exactly what it reserved from that day, and the call's cost is spent on that
+day. A call whose real cost is unknown (timeout, cancelled, dropped, no usage) is
+settled at its reservation: a provider may bill it.
+"""
 from __future__ import annotations
 
 import json
@@ -7,21 +13,25 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
+from agentd import logs
 from agentd.audit import iter_records_after
 from agentd.durable import write_json
 from agentd.errors import BudgetError, Paused
+from agentd.guards.base import Guard, Kind, ModelCall, ToolCall
 
+log = logs.get("agentd.budget")
 ALERT_PERCENTS = (50, 80, 95)
 SPEND_FILE = "spend.json"
+ZERO = Decimal(0)
 
 
 def utc_day(now: float) -> str:
     return datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%d")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Reservation:
     cid: str
     amount: Decimal
@@ -30,8 +40,8 @@ class Reservation:
 
 @dataclass
 class _Run:
-    spent: Decimal = Decimal(0)
-    reserved: Decimal = Decimal(0)
+    spent: Decimal = ZERO
+    reserved: Decimal = ZERO
 
 
 @dataclass
@@ -42,44 +52,51 @@ class Budget:
     daily_budget_usd: Decimal
     state_dir: Path
     clock: Callable[[], float] = time.time
-    day: str = ""
-    spent_today: Decimal = Decimal(0)
-    reserved_today: Decimal = Decimal(0)
-    alerted: list[int] = field(default_factory=list)
     audit_seq: Callable[[], int] = lambda: 0  # the audit line the saved spend includes
+    spent: dict[str, Decimal] = field(default_factory=dict)  # day -> USD spent by calls started that day
+    reserved: dict[str, Decimal] = field(default_factory=dict)  # day -> USD held by calls in flight
+    alerted: dict[str, list[int]] = field(default_factory=dict)
     dirty: bool = False
     _runs: dict[str, _Run] = field(default_factory=dict)
-    _min_refused: Decimal | None = None
+    _min_refused: dict[str, Decimal] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
         return self.state_dir / SPEND_FILE
 
+    @property
+    def day(self) -> str:
+        return utc_day(self.clock())
+
+    @property
+    def spent_today(self) -> Decimal:
+        return self.spent.get(self.day, ZERO)
+
+    @property
+    def reserved_today(self) -> Decimal:
+        return self.reserved.get(self.day, ZERO)
+
     def load(self, logs_dir: Path | None = None) -> "Budget":
         """Today's spend: the saved file, plus paid calls audited after it was saved."""
-        self.day = utc_day(self.clock())
+        today = self.day
         try:
             saved = json.loads(self.path.read_text())
         except (OSError, ValueError):
             saved = {}
         saved_seq = 0
-        if saved.get("day") == self.day:
-            self.spent_today = Decimal(str(saved.get("spent_usd", "0")))
-            self.alerted = list(saved.get("alerts", []))
+        if saved.get("day") == today:
+            self.spent[today] = Decimal(str(saved.get("spent_usd", "0")))
+            self.alerted[today] = list(saved.get("alerts", []))
             saved_seq = int(saved.get("audit_seq", 0))
         if logs_dir is not None:
             for record in iter_records_after(logs_dir, saved_seq):
-                if record.get("event") == "llm_call" and str(record.get("ts", ""))[:10] == self.day:
-                    self.spent_today += Decimal(str(record.get("cost_usd", 0)))
+                started = str(record.get("started_at") or record.get("ts", ""))
+                if record.get("event") == "llm_call" and started[:10] == today:
+                    self.spent[today] = self.spent.get(today, ZERO) + Decimal(str(record.get("cost_usd", 0)))
                     self.dirty = True
         return self
 
-    def _roll(self) -> None:
-        today = utc_day(self.clock())
-        if today != self.day:
-            self.day, self.spent_today, self.alerted, self._min_refused = today, Decimal(0), [], None
-
-    def start_run(self, cid: str, spent: Decimal = Decimal(0)) -> None:
+    def start_run(self, cid: str, spent: Decimal = ZERO) -> None:
         """Begin tracking a run; `spent` is what it already cost before a restart."""
         self._runs.setdefault(cid, _Run(spent=spent))
 
@@ -91,52 +108,62 @@ class Budget:
 
     def reserve(self, cid: str, worst_usd: Decimal) -> Reservation:
         """Hold `worst_usd` against both caps or refuse before any request is sent."""
-        self._roll()
+        day = self.day
         run = self._runs.setdefault(cid, _Run())
         if run.spent + run.reserved + worst_usd > self.max_cost_per_run:
             raise BudgetError("run_budget_exceeded",
                               f"a call could cost up to ${worst_usd:.6f}; the run has spent ${run.spent:.6f} "
                               f"of MAX_COST_PER_RUN=${self.max_cost_per_run}")
-        if self.daily_budget_usd > 0 and \
-                self.spent_today + self.reserved_today + worst_usd > self.daily_budget_usd:
-            self._min_refused = worst_usd if self._min_refused is None else min(self._min_refused, worst_usd)
+        held = self.reserved.get(day, ZERO)
+        if self.daily_budget_usd > 0 and self.spent.get(day, ZERO) + held + worst_usd > self.daily_budget_usd:
+            least = self._min_refused.get(day)
+            self._min_refused[day] = worst_usd if least is None else min(least, worst_usd)
             raise Paused("daily_budget_exhausted")
         run.reserved += worst_usd
-        self.reserved_today += worst_usd
-        return Reservation(cid, worst_usd, self.day)
+        self.reserved[day] = held + worst_usd
+        return Reservation(cid, worst_usd, day)
 
     def settle(self, reservation: Reservation, actual_usd: Decimal) -> list[int]:
-        """Replace a reservation by the real cost; return alert percents newly crossed."""
+        """Release exactly the reservation and spend the real cost on its day; alert percents newly crossed."""
         run = self._runs.setdefault(reservation.cid, _Run())
         run.reserved -= reservation.amount
         run.spent += actual_usd
-        if reservation.day == self.day:
-            self.reserved_today -= reservation.amount
-        self._roll()
-        self.spent_today += actual_usd
-        crossed = []
-        if self.daily_budget_usd > 0:
-            used = self.spent_today / self.daily_budget_usd * 100
-            crossed = [p for p in ALERT_PERCENTS if used >= p and p not in self.alerted]
-            self.alerted += crossed
+        day = reservation.day
+        self.reserved[day] = self.reserved.get(day, ZERO) - reservation.amount
+        self.spent[day] = self.spent.get(day, ZERO) + actual_usd
+        crossed: list[int] = []
+        if self.daily_budget_usd > 0 and day == self.day:
+            used = self.spent[day] / self.daily_budget_usd * 100
+            alerted = self.alerted.setdefault(day, [])
+            crossed = [p for p in ALERT_PERCENTS if used >= p and p not in alerted]
+            alerted += crossed
         if actual_usd or crossed:
             self.dirty = True  # saved by the daemon's tick; the audit log has every call meanwhile
+        self._forget_old_days()
         return crossed
 
+    def _forget_old_days(self) -> None:
+        keep = {self.day} | {d for d, held in self.reserved.items() if held}
+        for table in (self.spent, self.reserved, self.alerted, self._min_refused):
+            for day in [d for d in table if d not in keep]:
+                del table[day]
+
     def save(self) -> None:
-        write_json(self.path, {"day": self.day, "spent_usd": str(self.spent_today), "alerts": self.alerted,
-                               "audit_seq": self.audit_seq()})
+        day = self.day
+        write_json(self.path, {"day": day, "spent_usd": str(self.spent.get(day, ZERO)),
+                               "alerts": self.alerted.get(day, []), "audit_seq": self.audit_seq()})
         self.dirty = False
 
     def daily_exhausted(self) -> bool:
         """True while the smallest call refused today still would not fit."""
-        self._roll()
         if self.daily_budget_usd <= 0:
             return False
-        if self.spent_today >= self.daily_budget_usd:
+        day = self.day
+        spent, held = self.spent.get(day, ZERO), self.reserved.get(day, ZERO)
+        if spent >= self.daily_budget_usd:
             return True
-        need = self._min_refused or Decimal(0)
-        return need > 0 and self.spent_today + self.reserved_today + need > self.daily_budget_usd
+        need = self._min_refused.get(day, ZERO)
+        return need > 0 and spent + held + need > self.daily_budget_usd
 
     def used_ratio(self) -> float:
         if self.daily_budget_usd <= 0:
@@ -145,5 +172,48 @@ class Budget:
 
     def update_caps(self, max_cost_per_run: Decimal, daily_budget_usd: Decimal) -> None:
         if daily_budget_usd != self.daily_budget_usd:
-            self._min_refused = None
+            self._min_refused.clear()
         self.max_cost_per_run, self.daily_budget_usd = max_cost_per_run, daily_budget_usd
+
+
+class BudgetGuard(Guard):
+    """Every model call is reserved against the caps before it goes out and settled after."""
+
+    def __init__(self, budget: Budget, audit: Any):
+        self.budget = budget
+        self.audit = audit
+
+    def on_alert(self, percent: int) -> None:
+        """50, 80 and 95 % of the day's budget: one audit line and one warning each, once a day."""
+        spent, cap = self.budget.spent_today, self.budget.daily_budget_usd
+        self.audit.append("budget_alert", percent=percent, spent_usd=spent, budget_usd=cap, day=self.budget.day)
+        log.warning("budget_alert", percent=percent, spent_usd=float(spent), budget_usd=float(cap))
+
+    def configure(self, config: object) -> None:
+        self.budget.update_caps(getattr(config, "max_cost_per_run"), getattr(config, "daily_budget_usd"))
+
+    def blocks(self, kind: Kind) -> str | None:
+        if kind != "step" and self.budget.daily_exhausted():
+            return "daily_budget_exhausted"
+        return None
+
+    def before_run(self, run: object) -> None:
+        self.budget.start_run(getattr(run, "cid"), getattr(run, "cost_usd"))
+
+    def after_run(self, run: object, decision: object) -> None:
+        self.budget.end_run(getattr(run, "cid"))
+
+    def before_model_call(self, call: ModelCall) -> None:
+        call.reservation = self.budget.reserve(call.run.cid, call.worst_usd)
+
+    def after_model_call(self, call: ModelCall) -> None:
+        if call.reservation is None:
+            return
+        if not call.cost_known:  # billed or not, we cannot know: count the most it could be
+            call.cost_usd = call.reservation.amount
+        for percent in self.budget.settle(call.reservation, call.cost_usd):
+            self.on_alert(percent)
+
+    def before_tool_call(self, call: ToolCall) -> None:
+        if self.budget.daily_exhausted():
+            raise Paused("daily_budget_exhausted")

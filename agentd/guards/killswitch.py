@@ -1,4 +1,4 @@
-"""The kill switch: a state file under AGENTD_HOME/state that survives restarts.
+"""The kill switch: its state file and its guard. The state is a file under AGENTD_HOME/state that survives restarts.
 
 Whoever changes it (the CLI, the admin endpoint) writes the audit event; the daemon
 re-reads the file within a quarter of a second and stops starting model and tool calls.
@@ -13,6 +13,8 @@ from typing import Any
 
 from agentd.audit import AuditLog, utcnow_iso
 from agentd.durable import fsync_path, write_json
+from agentd.errors import Paused
+from agentd.guards.base import Guard, Kind, ModelCall, ToolCall
 
 FILE = "kill_switch.json"
 
@@ -63,3 +65,26 @@ def _who() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return f"uid {os.getuid()}"
+
+
+class KillSwitchGuard(Guard):
+    """While the kill switch is on, no claim, step, model call or tool call starts."""
+
+    def __init__(self, kill: KillSwitch):
+        self.kill = kill
+
+    def blocks(self, kind: Kind) -> str | None:
+        return "kill_switch" if self.kill.engaged else None
+
+    def _stop(self) -> None:
+        if self.kill.engaged:
+            raise Paused("kill_switch")
+
+    def before_step(self, run: Any, step: str) -> None:
+        self._stop()
+
+    def before_model_call(self, call: ModelCall) -> None:
+        self._stop()
+
+    def before_tool_call(self, call: ToolCall) -> None:
+        self._stop()

@@ -7,9 +7,12 @@ into every string of its answer.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
+
+from agentd.guards.base import Ask, Guard
 
 KINDS = ("email", "iban", "card", "phone")
 PLACEHOLDER = re.compile(r"<(EMAIL|IBAN|CARD|PHONE)_(\d{1,6})>")
@@ -121,3 +124,32 @@ def redact(text: str) -> Redaction:
 
         result.text = pattern.sub(replace, result.text)
     return result
+
+
+class PiiGuard(Guard):
+    """With AGENTD_REDACT_PII on, every ask's document goes to the model with placeholders; the answer
+    gets the real values back. It applies to every workflow, with or without tools."""
+
+    def __init__(self, enabled: bool, audit: Any, metrics: Any):
+        self.enabled = enabled
+        self.audit = audit
+        self.metrics = metrics
+
+    def configure(self, config: Any) -> None:
+        self.enabled = config.redact_pii
+
+    def before_ask(self, ask: Ask) -> None:
+        if not self.enabled:
+            return
+        redaction = redact(ask.request.document)
+        for kind, count in redaction.counts.items():
+            self.metrics.pii_redacted.labels(kind).inc(count)
+        if redaction.counts:
+            run = ask.run
+            self.audit.append("pii_redacted", correlation_id=run.cid, workflow=run.workflow, step=run.step,
+                              counts=redaction.counts)
+        ask.request = dataclasses.replace(ask.request, document=redaction.text)
+        ask.restore = redaction.restore
+
+    def after_ask(self, ask: Ask) -> None:
+        ask.answer = ask.restore(ask.answer)

@@ -32,11 +32,14 @@ _Grouper.delay = 0.01
 
 from agentd import logs
 from agentd.config import Config
-from agentd.spool.store import DEFAULT_WORKFLOW, ignored_name
+from agentd.durable import write_json
+from agentd.spool.deferred import Deferrals
+from agentd.spool.layout import ignored_name, workflow_of
 
 log = logs.get("agentd.intake.watcher")
 HINT_CAP = 10_000
 MAX_DEPTH = 3
+UNREADABLE_FILE = "unreadable.json"  # what `agentd status` shows of the entries the watcher had to skip
 
 
 @dataclass(frozen=True)
@@ -78,30 +81,62 @@ class _Hints(FileSystemEventHandler):
 
 
 class Watcher:
-    def __init__(self, config: Config, clock: Callable[[], float] = time.time):
+    def __init__(self, config: Config, deferrals: Deferrals | None = None,
+                 on_counted: Callable[[int], None] = lambda n: None, clock: Callable[[], float] = time.time):
         self.config = config
         self.incoming = config.incoming
+        self.deferrals = deferrals or Deferrals(config.state_dir, clock)
+        self.on_counted = on_counted  # a full scan found this many waiting files
         self.clock = clock
+        self.unreadable: dict[str, str] = {}  # path -> why it was skipped (warned once each)
         self.open_writes: dict[str, float] = {}  # path -> time of its last write event
         self.closed: dict[str, None] = {}  # paths closed after writing, in order
         self.settling: dict[str, float] = {}  # path -> when it will have settled
         self.queued: set[str] = set()
-        self.not_before: dict[str, float] = {}  # parked files: not taken again before then
         self.overflow = False
         self.wake = asyncio.Event()
         self._observer: Any = None
+        self.polling = config.watch_mode != "inotify"  # no inotify hints: scans every second
         self.last_scan_at = 0.0
         self.scans = 0
 
     # -- inotify ----------------------------------------------------------------------
     def start_observer(self) -> None:
+        """inotify hints; when they cannot be had (a folder we may not read), scans alone find the files."""
         if self.config.watch_mode != "inotify":
             return
         observer = InotifyObserver(generate_full_events=True)  # a move-in is a move, not a create
         observer.daemon = True
-        observer.schedule(_Hints(asyncio.get_running_loop(), self), os.fspath(self.incoming), recursive=True)
-        observer.start()
+        try:
+            observer.schedule(_Hints(asyncio.get_running_loop(), self), os.fspath(self.incoming), recursive=True)
+            observer.start()
+        except OSError as exc:
+            self.skipped(os.fspath(self.incoming), f"inotify: {exc.__class__.__name__}: {exc.strerror or exc}")
+            observer.stop()
+            self._observer = None
+            self.polling = True
+            return
         self._observer = observer
+
+    def skipped(self, path: str, why: str) -> None:
+        """An entry we cannot read, stat or follow: one warning per entry, shown in /health and status."""
+        if path in self.unreadable:
+            return
+        if len(self.unreadable) < HINT_CAP:
+            self.unreadable[path] = why
+        log.warning("entry_skipped", path=path, why=why)
+        self._save_unreadable()
+
+    def _save_unreadable(self) -> None:
+        try:
+            write_json(self.config.state_dir / UNREADABLE_FILE, dict(list(self.unreadable.items())[:100]))
+        except OSError as exc:
+            log.warning("unreadable_list_not_saved", error=f"{exc.__class__.__name__}: {exc}")
+
+    def readable_again(self, path: str) -> None:
+        if self.unreadable.pop(path, None) is not None:
+            log.info("entry_readable_again", path=path)
+            self._save_unreadable()
 
     def stop_observer(self) -> None:
         if self._observer is not None:
@@ -113,6 +148,12 @@ class Watcher:
 
     def alive(self) -> bool:
         return self._observer is None or self._observer.is_alive()
+
+    def check_observer(self) -> None:
+        """A dead inotify thread stops the loop, so its supervisor restarts the watcher."""
+        if self._observer is not None and not self._observer.is_alive():
+            self._observer = None
+            raise RuntimeError("the inotify observer thread stopped")
 
     def hint(self, kind: str, path: str) -> None:
         if kind == "written":
@@ -136,12 +177,10 @@ class Watcher:
         self.overflow = True
         self.wake.set()
 
-    def defer(self, path: Path, delay_s: float) -> None:
-        """Leave `path` alone for `delay_s` (a parked run), then offer it again."""
-        if len(self.not_before) < HINT_CAP:
-            at = self.clock() + delay_s
-            self.not_before[os.fspath(path)] = at
-            self.settling[os.fspath(path)] = at
+    def defer(self, path: Path, until: float) -> None:
+        """`path` waits until `until` (its deferral is on disk): offer it again then."""
+        if len(self.settling) < HINT_CAP:
+            self.settling[os.fspath(path)] = until
             self.wake.set()
 
     def done(self, path: Path) -> None:
@@ -162,15 +201,17 @@ class Watcher:
             self.open_writes.pop(path, None)
             self.settling.pop(path, None)
             return None
+        except OSError as exc:  # EACCES, ELOOP, ENAMETOOLONG, ENOTDIR: skip it, go on with the rest
+            self.skipped(path, f"{exc.__class__.__name__}: {exc.strerror or exc}")
+            return None
         if stat.S_ISDIR(st.st_mode):
             return None
         now = self.clock()
-        wait_until = self.not_before.get(path)
+        wait_until = self.deferrals.until(path, st.st_ino)
         if wait_until is not None:
-            if now < wait_until:
+            if len(self.settling) < HINT_CAP:
                 self.settling[path] = wait_until
-                return None
-            del self.not_before[path]
+            return None
         if stat.S_ISREG(st.st_mode) and not closed:
             last_write = self.open_writes.get(path)
             if last_write is not None and now - last_write < self.config.stale_open_s:
@@ -183,16 +224,25 @@ class Watcher:
         self.open_writes.pop(path, None)
         self.settling.pop(path, None)
         rel = os.path.relpath(path, self.incoming)
-        parts = rel.split(os.sep)
-        workflow = DEFAULT_WORKFLOW if len(parts) == 1 else "/".join(parts[:-1])
-        return Candidate(Path(path), workflow, rel)
+        return Candidate(Path(path), workflow_of(rel.split(os.sep)), rel)
 
     # -- the loop ---------------------------------------------------------------------
     async def run(self, put: Callable[[Candidate], Awaitable[None]], burst: bool = False) -> None:
-        """Feed complete files to `put` (which blocks when the work queue is full)."""
-        interval = self.config.rescan_s if self.config.watch_mode == "inotify" else min(self.config.rescan_s, 1.0)
+        """Feed complete files to `put` (which blocks when the work queue is full); supervised, restartable."""
+        if not burst:
+            self.start_observer()
+        try:
+            await self._loop(put, burst)
+        finally:
+            if not burst:
+                self.stop_observer()
+
+    async def _loop(self, put: Callable[[Candidate], Awaitable[None]], burst: bool) -> None:
         next_scan = 0.0
         while True:
+            if not burst:
+                self.check_observer()
+            interval = min(self.config.rescan_s, 1.0) if self.polling else self.config.rescan_s
             while self.closed:
                 path = next(iter(self.closed))
                 del self.closed[path]
@@ -223,22 +273,34 @@ class Watcher:
             await put(found)
 
     async def scan(self, put: Callable[[Candidate], Awaitable[None]], burst: bool = False) -> None:
-        """One streaming pass over incoming/ and its workflow folders."""
+        """One streaming pass over incoming/ and its workflow folders; an unreadable entry is skipped."""
         self.scans += 1
         self.last_scan_at = self.clock()
+        waiting = 0
         stack: list[tuple[str, int]] = [(os.fspath(self.incoming), 0)]
         while stack:
             directory, depth = stack.pop()
             try:
                 it = os.scandir(directory)
-            except (FileNotFoundError, NotADirectoryError, PermissionError):
+            except FileNotFoundError:
                 continue
+            except OSError as exc:  # EACCES, ENOTDIR, ELOOP, ENAMETOOLONG: skip it, go on with the rest
+                self.skipped(directory, f"{exc.__class__.__name__}: {exc.strerror or exc}")
+                continue
+            self.readable_again(directory)
             with it:
                 for entry in it:
                     if ignored_name(entry.name):
                         continue
-                    if entry.is_dir(follow_symlinks=False):
+                    try:
+                        is_dir = entry.is_dir(follow_symlinks=False)
+                    except OSError as exc:
+                        self.skipped(entry.path, f"{exc.__class__.__name__}: {exc.strerror or exc}")
+                        continue
+                    if is_dir:
                         if depth < MAX_DEPTH:
                             stack.append((entry.path, depth + 1))
                         continue
+                    waiting += 1
                     await self._offer(entry.path, put, closed=burst)
+        self.on_counted(waiting)

@@ -52,6 +52,8 @@ def _messages(request: LLMRequest) -> list[dict[str, Any]]:
 
 class AnthropicProvider(HTTPProvider):
     name = "anthropic"
+    # the Messages API adds a tool-use system prompt (~350 tokens, more for `any`/forced tools) to the input
+    prompt_overhead_tokens = 600
 
     def headers(self) -> dict[str, str]:
         return {"x-api-key": self.api_key, "anthropic-version": API_VERSION, "content-type": "application/json"}
@@ -81,16 +83,17 @@ class AnthropicProvider(HTTPProvider):
         # input_tokens excludes cache reads and writes; agentd counts all input, cached_in a part of it
         tokens_in = as_int(usage.get("input_tokens")) + cached_in + as_int(usage.get("cache_creation_input_tokens"))
         tokens_out = as_int(usage.get("output_tokens"))
+        known = "input_tokens" in usage or "output_tokens" in usage
         blocks = data.get("content")
         if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
-            raise self.malformed("no content blocks", tokens_in, tokens_out)
+            raise self.malformed("no content blocks", tokens_in, tokens_out, known)
         uses = [b for b in blocks if b.get("type") == "tool_use"]
         if any(not isinstance(b.get("input"), dict) or not b.get("name") for b in uses):
-            raise self.malformed("a tool_use block without name or input", tokens_in, tokens_out)
+            raise self.malformed("a tool_use block without name or input", tokens_in, tokens_out, known)
         text = "".join(str(b.get("text", "")) for b in blocks if b.get("type") == "text") or None
         reason = data.get("stop_reason") or "end_turn"
         response = LLMResponse(provider=self.name, model=model, content=text, tokens_in=tokens_in,
-                               tokens_out=tokens_out, cached_in=cached_in,
+                               tokens_out=tokens_out, cached_in=cached_in, usage_known=known,
                                finish_reason=STOP_REASONS.get(reason, reason))
         answer = next((b["input"] for b in uses if b["name"] == forced), None) if forced else None
         if answer is not None:

@@ -38,6 +38,7 @@ class LLMResponse:
     tokens_out: int = 0
     cached_in: int = 0
     raw_status: int = 200
+    usage_known: bool = True  # False: the answer came without token counts (billed, amount unknown)
 
 
 class ProviderError(Exception):
@@ -45,7 +46,7 @@ class ProviderError(Exception):
 
     def __init__(self, message: str, *, status: int | None = None, retryable: bool = False,
                  retry_after_s: float | None = None, kind: str = "network",
-                 tokens_in: int = 0, tokens_out: int = 0):
+                 tokens_in: int = 0, tokens_out: int = 0, cost_unknown: bool = False):
         super().__init__(message)
         self.status = status
         self.retryable = retryable
@@ -53,14 +54,17 @@ class ProviderError(Exception):
         self.kind = kind  # network (transport, 5xx, 429) or model (4xx, bad answer)
         self.tokens_in = tokens_in
         self.tokens_out = tokens_out
+        self.cost_unknown = cost_unknown  # the request may have been billed, for an unknown amount
 
     @property
     def label(self) -> str:
+        """The llm_call status: the HTTP status, or timeout, connection_lost, network, malformed, model."""
         return str(self.status) if self.status else self.kind
 
 
 class Provider(Protocol):
     name: str
+    prompt_overhead_tokens: int  # tokens the provider adds to every prompt (e.g. a tool-use system prompt)
 
     async def complete(self, request: LLMRequest, model: str, timeout_s: float) -> LLMResponse: ...
 
@@ -75,3 +79,8 @@ def token_bound(text: str, messages: int = 2) -> int:
     English, so the reservation is generous, but the caps cannot be overshot by input.
     """
     return len(text.encode("utf-8", "surrogatepass")) + 8 * messages + 16
+
+
+def is_tool_call_answer(answer: Any) -> bool:
+    """True when a model's answer asks for tool calls instead of answering the schema."""
+    return isinstance(answer, dict) and bool(answer.get("tool_calls")) and set(answer) <= {"tool_calls", "content"}

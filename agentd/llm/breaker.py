@@ -46,6 +46,10 @@ class Breakers:
                                       failures=int(value.get("failures", 0)),
                                       opened_at=float(value.get("opened_at", 0)))
 
+    def configure(self, failures: int, reset_s: float) -> None:
+        """SIGHUP: new thresholds apply to the next failure and the next trial."""
+        self.threshold, self.reset_s = failures, reset_s
+
     def get(self, key: str) -> Breaker:
         return self.items.setdefault(key, Breaker(key))
 

@@ -1,36 +1,37 @@
-"""The LLM gateway: budget reservation, retries, breakers, fallbacks, output contracts, metering.
+"""The LLM gateway: output contracts and re-asks, routing over fallbacks, breakers, retries, outages.
 
-Every attempt is reserved against the caps before it is sent, settled and audited
-after; every valid answer is journaled under the run before it is returned.
+It knows nothing of files or folders. Around each ask and each HTTP request it emits the
+guards' hooks (PII redaction, kill switch, budget reservation and settle, metering);
+every valid answer is journaled under the run before it is returned.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from collections import deque
-from decimal import Decimal
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
-import jsonschema
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from agentd import logs
-from agentd.audit import AuditLog
-from agentd.config import Config
-from agentd.guards.budget import Budget
+from agentd.config import Config, crash_point
 from agentd.errors import ModelError, NetworkError, Paused
-from agentd.spool.journal import MISSING, Journal
+from agentd.guards.base import Ask, Guards, ModelCall
 from agentd.llm.base import LLMRequest, LLMResponse, Provider, ProviderError, token_bound
 from agentd.llm.breaker import CLOSED, OPEN, STATE_LEVEL, Breakers
-from agentd.metrics import Metrics
+from agentd.llm.outage import Outage
+from agentd.schemas import check as schema_problem
+from agentd.spool.journal import MISSING, Journal
+from agentd.spool.layout import iso_utc
 
 MAX_REASKS = 2
 log = logs.get("agentd.llm")
 
 
-class Run(Protocol):
+class RunLike(Protocol):
     cid: str
     workflow: str
+    step: str
     journal: Journal
 
     def note_model(self, provider: str, model: str) -> None: ...
@@ -40,68 +41,74 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ProviderError) and exc.retryable
 
 
+def request_sha256(request: LLMRequest, model: str = "") -> str:
+    """What identifies a request: the same hash means the same question to the model."""
+    body = {k: getattr(request, k) for k in ("system", "document", "instructions", "schema", "tools", "history",
+                                             "max_tokens")}
+    text = json.dumps(body, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
 class Gateway:
-    def __init__(self, config: Config, provider: Provider, budget: Budget, audit: AuditLog,
-                 breakers: Breakers, metrics: Metrics, stop_reason: Callable[[], str | None] = lambda: None,
-                 sleep: Callable[[float], Any] | None = None):
+    def __init__(self, config: Config, provider: Provider, guards: Guards, breakers: Breakers, audit: Any,
+                 metrics: Any, sleep: Callable[[float], Any] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.config = config
         self.provider = provider
-        self.budget = budget
-        self.audit = audit
+        self.guards = guards
         self.breakers = breakers
+        self.audit = audit
         self.metrics = metrics
-        self.stop_reason = stop_reason
         self._sleep = sleep
-        self._latencies: dict[str, deque[float]] = {}
-        self._validators: dict[int, tuple[dict[str, Any], jsonschema.Draft202012Validator]] = {}
-        self._schema_texts: dict[int, tuple[dict[str, Any], str]] = {}
-        self.rate_limited_until = 0.0  # monotonic time before which no call goes out
+        self.clock = clock
+        self.outage = Outage(clock)
+        self._schema_texts: dict[str, str] = {}
 
-    # -- the face workflows see ------------------------------------------------------------
-    async def structured(self, run: Run, request: LLMRequest, key: str) -> Any:
+    @property
+    def rate_limited_until(self) -> float:
+        return self.outage.rate_limited_until
+
+    # -- the face steps see -----------------------------------------------------------------
+    async def structured(self, run: RunLike, request: LLMRequest, key: str) -> Any:
         """A schema-valid answer for `request`; replayed from the journal when already paid."""
+        ask = Ask(run=run, request=request)  # type: ignore[arg-type]
+        self.guards.before("ask", ask)
         done = run.journal.get(key)
         if done is not MISSING:
             run.note_model(done["provider"], done["model"])
-            return done["value"]
-        validator = self._validator(request.schema)
+            ask.answer = done["value"]
+        else:
+            ask.answer = await self._answer(run, ask.request, key)
+        self.guards.after("ask", ask)
+        return ask.answer
+
+    async def _answer(self, run: RunLike, request: LLMRequest, key: str) -> Any:
         history: list[dict[str, Any]] = list(request.history)
+        problem = ""
         for ask in range(MAX_REASKS + 1):
             response = await self._routed(run, LLMRequest(**{**request.__dict__, "history": tuple(history)}))
             if response.tool_calls:  # offered or not: the caller checks them against its allowlist
                 answer: Any = {"tool_calls": response.tool_calls, "content": response.content}
-                return await self._journaled(run, key, response, answer)
-            problem = self._contract_problem(response, validator)
-            if problem is None:
-                return await self._journaled(run, key, response, response.parsed)
+                return await self._journaled(run, key, request, response, answer)
+            problem = self._contract_problem(response, request.schema) or ""
+            if not problem:
+                return await self._journaled(run, key, request, response, response.parsed)
             log.warning("llm_invalid_output", model=response.model, problem=problem, ask=ask + 1)
             history += [{"role": "assistant", "content": response.content or "(empty answer)"},
                         {"role": "user", "content": f"Your answer was not valid: {problem}. "
                                                     "Answer again with JSON that matches the schema."}]
         raise ModelError("invalid_output", f"the model's answer failed the schema {MAX_REASKS + 1} times: {problem}")
 
-    def _validator(self, schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
-        cached = self._validators.get(id(schema))
-        if cached is not None and cached[0] is schema:  # schemas are module constants: by identity
-            return cached[1]
-        jsonschema.Draft202012Validator.check_schema(schema)
-        validator = jsonschema.Draft202012Validator(schema)
-        self._validators[id(schema)] = (schema, validator)
-        return validator
-
-    def _schema_text(self, schema: dict[str, Any]) -> str:
-        cached = self._schema_texts.get(id(schema))
-        if cached is None or cached[0] is not schema:
-            cached = self._schema_texts[id(schema)] = (schema, json.dumps(schema))
-        return cached[1]
-
-    async def _journaled(self, run: Run, key: str, response: LLMResponse, value: Any) -> Any:
+    async def _journaled(self, run: RunLike, key: str, request: LLMRequest, response: LLMResponse,
+                         value: Any) -> Any:
         run.note_model(response.provider, response.model)
-        await run.journal.put(key, {"value": value, "provider": response.provider, "model": response.model},
-                              wait=False)
+        await run.journal.put(key, {"value": value, "provider": response.provider, "model": response.model,
+                                    "request_sha256": request_sha256(request)}, wait=False)
+        if run.journal.precious:
+            crash_point(self.config, "after_paid_answer")
         return value
 
-    def _contract_problem(self, response: LLMResponse, validator: jsonschema.Draft202012Validator) -> str | None:
+    def _contract_problem(self, response: LLMResponse, schema: dict[str, Any]) -> str | None:
         if response.finish_reason in ("length", "max_tokens"):
             raise ModelError("output_truncated", "the model stopped at the output token limit")
         if response.finish_reason in ("content_filter", "refusal"):
@@ -111,16 +118,18 @@ class Gateway:
                 response.parsed = json.loads(response.content or "")
             except ValueError as exc:
                 return f"not JSON ({exc.msg} at {exc.pos})"
-        error = jsonschema.exceptions.best_match(validator.iter_errors(response.parsed))
-        if error is not None:
-            where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-            return f"{where}: {error.message[:300]}"
-        return None
+        return schema_problem(schema, response.parsed)
+
+    def _schema_text(self, schema: dict[str, Any]) -> str:
+        text = json.dumps(schema, sort_keys=True)
+        if len(self._schema_texts) > 256:
+            self._schema_texts.clear()
+        return self._schema_texts.setdefault(text, text)
 
     # -- routing over the primary and the fallbacks ------------------------------------------
-    async def _routed(self, run: Run, request: LLMRequest) -> LLMResponse:
+    async def _routed(self, run: RunLike, request: LLMRequest) -> LLMResponse:
         last: ProviderError | None = None
-        skipped = 0
+        skipped = missing = 0
         models = self.config.models()
         for index, model in enumerate(models):
             key = f"{self.provider.name}:{model}"
@@ -136,8 +145,14 @@ class Gateway:
             try:
                 response = await self._attempts(run, request, model, 1 if trial else self.config.llm_max_attempts)
             except ProviderError as exc:
+                self.breakers.release(key)
+                if exc.status in (401, 403):
+                    raise self.outage.credentials_rejected(str(exc)) from None
+                if exc.status == 404:
+                    missing += 1
+                    last = exc
+                    continue  # this model is gone: the fallbacks may still answer
                 if exc.kind == "model":
-                    self.breakers.release(key)
                     raise ModelError("model_error", f"{model}: {exc}") from None
                 self._breaker_changed(key, self.breakers.failure(key))
                 last = exc
@@ -146,10 +161,13 @@ class Gateway:
                 self.breakers.release(key)
                 raise
             self._breaker_changed(key, self.breakers.success(key))
+            self.outage.answered()
             return response
+        if missing and missing + skipped == len(models):
+            raise self.outage.model_not_found(str(last))
         if last is None or all(not self.breakers.ready(f"{self.provider.name}:{m}") for m in models):
             raise Paused("model_unavailable")
-        # the models answer others but failed this run: the caller may park it and try once more
+        # the models answer others but failed this run: it waits and goes once more
         raise NetworkError("model_unreachable", f"all models failed; last: {last}", retryable=True)
 
     def _breaker_changed(self, key: str, state: str | None) -> None:
@@ -160,18 +178,34 @@ class Gateway:
         self.audit.append("breaker", provider=provider, model=model, state=state)
         log.warning("breaker_" + state, provider=provider, model=model)
 
-    def blocked(self) -> bool:
-        """True while no model of the chain could take a call: claiming should wait."""
-        if time.monotonic() < self.rate_limited_until:
-            return True
-        return not any(self.breakers.ready(f"{self.provider.name}:{m}") for m in self.config.models())
+    def blocks(self, kind: str, busy: bool = False) -> str | None:
+        """Why no new claim should start now (the model side), or None; `busy`: runs are in flight."""
+        if kind != "claim":
+            return None
+        reason = self.outage.blocks(busy)
+        if reason:
+            return reason
+        models = self.config.models()
+        if not any(self.breakers.ready(f"{self.provider.name}:{m}") for m in models):
+            return "model_unavailable"
+        if busy and all(self.breakers.get(f"{self.provider.name}:{m}").state != CLOSED for m in models):
+            return "model_unavailable"  # one trial file at a time while no circuit is closed
+        return None
 
-    def on_trial(self) -> bool:
-        """True while no model's circuit is closed: only one file at a time goes out as a trial."""
-        return all(self.breakers.get(f"{self.provider.name}:{m}").state != CLOSED for m in self.config.models())
+    def blocked(self) -> bool:
+        """True while no model call could go out: paused runs keep waiting."""
+        return self.blocks("claim") is not None
+
+    def reconfigure(self, config: Config) -> None:
+        """SIGHUP: new settings; a new API key is tried at once."""
+        if config.llm_api_key != self.config.llm_api_key and hasattr(self.provider, "api_key"):
+            self.provider.api_key = config.llm_api_key  # type: ignore[attr-defined]
+            self.outage.retry_now()
+        self.breakers.configure(config.breaker_failures, config.breaker_reset_s)
+        self.config = config
 
     # -- retries of one model ----------------------------------------------------------------
-    async def _attempts(self, run: Run, request: LLMRequest, model: str, attempts: int) -> LLMResponse:
+    async def _attempts(self, run: RunLike, request: LLMRequest, model: str, attempts: int) -> LLMResponse:
         kwargs: dict[str, Any] = {}
         if self._sleep is not None:
             kwargs["sleep"] = self._sleep
@@ -191,12 +225,9 @@ class Gateway:
             return max(0.0, min(exc.retry_after_s, self.config.llm_retry_after_cap_s))
         return backoff
 
-    async def _one_call(self, run: Run, request: LLMRequest, model: str, attempt: int) -> LLMResponse:
-        reason = self.stop_reason()
-        if reason:
-            raise Paused(reason)
-        if time.monotonic() < self.rate_limited_until:
-            raise Paused("rate_limited")
+    def _prepare(self, run: RunLike, request: LLMRequest, model: str, attempt: int) -> ModelCall:
+        if self.outage.rate_limited():
+            raise Paused("rate_limited", not_before=self.outage.rate_limited_wall())
         if attempt > 1 and self.breakers.get(f"{self.provider.name}:{model}").state == OPEN:
             raise Paused("model_unavailable")  # other runs saw the outage: no more retries
         if len(run.journal.calls) >= self.config.llm_max_calls_per_run:
@@ -204,77 +235,57 @@ class Gateway:
         price = self.config.price(model)
         prompt = request.system + request.user_message() + self._schema_text(request.schema) + \
             json.dumps(request.tools) + "".join(str(m.get("content", "")) for m in request.history)
-        worst = price.cost(token_bound(prompt, 3 + len(request.history)), request.max_tokens)
-        reservation = self.budget.reserve(run.cid, worst)
-        started = time.monotonic()
-        status, response, error = "ok", None, None
-        tokens_in = tokens_out = cached = 0
+        tokens_bound = token_bound(prompt, 3 + len(request.history)) + self.provider.prompt_overhead_tokens
+        return ModelCall(run=run, request=request, provider=self.provider.name, model=model,  # type: ignore[arg-type]
+                         attempt=attempt, worst_usd=price.cost(tokens_bound, request.max_tokens),
+                         tokens_bound=tokens_bound)
+
+    async def _one_call(self, run: RunLike, request: LLMRequest, model: str, attempt: int) -> LLMResponse:
+        call = self._prepare(run, request, model, attempt)
+        self.guards.before("model_call", call)  # kill switch, budget reservation
+        call.started, call.started_at = time.monotonic(), iso_utc(time.time())
         try:
-            response = await self.provider.complete(request, model, self.config.llm_timeout_s)
-            tokens_in, tokens_out, cached = response.tokens_in, response.tokens_out, response.cached_in
+            call.response = await self.provider.complete(request, model, self.config.llm_timeout_s)
+            self._measured(call, call.response.tokens_in, call.response.tokens_out, call.response.cached_in,
+                           known=call.response.usage_known, status="ok" if call.response.usage_known else "no_usage")
         except ProviderError as exc:
-            status, error = exc.label, exc
-            tokens_in, tokens_out = exc.tokens_in, exc.tokens_out
+            call.error = exc
+            self._measured(call, exc.tokens_in, exc.tokens_out, 0, known=not exc.cost_unknown, status=exc.label)
+        except BaseException:  # cancelled (a drain deadline, a step timeout): the request may be billed
+            self._measured(call, 0, 0, 0, known=False, status="cancelled")
+            raise
         finally:
-            latency_s = time.monotonic() - started
-            cost = price.cost(tokens_in, tokens_out, cached)
-            crossed = self.budget.settle(reservation, cost)
-            self._meter(run, model, attempt, status, tokens_in, tokens_out, cost, latency_s)
-            for percent in crossed:
-                self._budget_alert(percent)
-        if error is not None:
-            if error.retry_after_s is not None and error.retry_after_s > self.config.llm_retry_after_cap_s:
-                # too long to hold a worker: files wait in incoming/ until the server said to come back
-                self.rate_limited_until = max(self.rate_limited_until, time.monotonic() + error.retry_after_s)
-                log.warning("llm_rate_limited", model=model, retry_after_s=error.retry_after_s)
-                raise Paused("rate_limited")
-            raise error
-        assert response is not None
-        return response
+            call.latency_s = time.monotonic() - call.started
+            self.guards.after("model_call", call)  # budget settle, metering
+        if call.error is not None:
+            self._rate_limit(call.error, model)
+            raise call.error
+        assert call.response is not None
+        return call.response
 
-    def _meter(self, run: Run, model: str, attempt: int, status: str, tokens_in: int, tokens_out: int,
-               cost: Decimal, latency_s: float) -> None:
-        run_cost = self.budget.run_spent(run.cid)
-        fields = dict(provider=self.provider.name, model=model, tokens_in=tokens_in, tokens_out=tokens_out,
-                      cost_usd=cost, run_cost_usd=run_cost, latency_ms=round(latency_s * 1000, 1),
-                      attempt=attempt, status=status)
-        # a call that answered or cost money must never be repeated; a refused one may be
-        run.journal.note_call(precious=self.provider.name != "offline" and (status == "ok" or cost > 0),
-                              **{k: (str(v) if isinstance(v, Decimal) else v) for k, v in fields.items()})
-        self.audit.append("llm_call", correlation_id=run.cid, workflow=run.workflow, **fields)
-        m = self.metrics
-        m.llm_calls.labels(self.provider.name, model, status).inc()
-        m.llm_tokens.labels(model, "input").inc(tokens_in)
-        m.llm_tokens.labels(model, "output").inc(tokens_out)
-        m.llm_cost.labels(model).inc(float(cost))
-        m.llm_latency.labels(model).observe(latency_s)
-        m.spend_today.set(float(self.budget.spent_today))
-        m.budget_used.set(self.budget.used_ratio())
-        self._latencies.setdefault(model, deque(maxlen=200)).append(latency_s)
-        if latency_s > self.config.llm_slow_call_s:
-            m.llm_slow.labels(model).inc()
-            log.warning("llm_slow_call", model=model, latency_ms=round(latency_s * 1000))
-        log.info("llm_call", model=model, status=status, attempt=attempt, tokens_in=tokens_in,
-                 tokens_out=tokens_out, cost_usd=float(cost), latency_ms=round(latency_s * 1000, 1))
+    def _measured(self, call: ModelCall, tokens_in: int, tokens_out: int, cached: int, known: bool,
+                  status: str) -> None:
+        call.status, call.cost_known = status, known
+        if known:
+            call.tokens_in, call.tokens_out, call.cached_in = tokens_in, tokens_out, cached
+            call.cost_usd = self.config.price(call.model).cost(tokens_in, tokens_out, cached)
+        else:  # the most it could have been: what was reserved for it
+            call.tokens_in = max(tokens_in, call.tokens_bound)
+            call.tokens_out = max(tokens_out, call.request.max_tokens)
+            call.cost_usd = call.worst_usd
 
-    def update_latency_quantiles(self) -> None:
-        """p50 and p95 of each model's last 200 calls (computed when /metrics is read)."""
-        for model, window in self._latencies.items():
-            ordered = sorted(window)
-            for q in (0.5, 0.95):
-                self.metrics.llm_latency_p.labels(model, str(q)).set(
-                    ordered[min(len(ordered) - 1, int(q * len(ordered)))])
-
-    def _budget_alert(self, percent: int) -> None:
-        spent, cap = self.budget.spent_today, self.budget.daily_budget_usd
-        self.audit.append("budget_alert", percent=percent, spent_usd=spent, budget_usd=cap, day=self.budget.day)
-        log.warning("budget_alert", percent=percent, spent_usd=float(spent), budget_usd=float(cap))
+    def _rate_limit(self, error: ProviderError, model: str) -> None:
+        if error.retry_after_s is not None and error.retry_after_s > self.config.llm_retry_after_cap_s:
+            # too long to hold a worker: files wait in incoming/ until the server said to come back
+            self.outage.rate_limited_for(error.retry_after_s)
+            log.warning("llm_rate_limited", model=model, retry_after_s=error.retry_after_s)
+            raise Paused("rate_limited", not_before=self.outage.rate_limited_wall())
 
     async def close(self) -> None:
         await self.provider.close()
 
 
-def make_provider(config: Config) -> Provider:
+def make_provider(config: Config, offline_rules: Mapping[str, Callable[[str], Any]] | None = None) -> Provider:
     """The configured provider (imported lazily so offline runs need no HTTP client)."""
     if config.llm_provider == "openai":
         from agentd.llm.openai import OpenAIProvider
@@ -283,4 +294,5 @@ def make_provider(config: Config) -> Provider:
         from agentd.llm.anthropic import AnthropicProvider
         return AnthropicProvider(config)
     from agentd.llm.offline import OfflineProvider
-    return OfflineProvider()
+    return OfflineProvider(offline_rules)
+

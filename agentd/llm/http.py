@@ -76,6 +76,7 @@ class HTTPProvider:
     """Base of the OpenAI and Anthropic providers: POST JSON, get JSON or a ProviderError."""
 
     name = "http"
+    prompt_overhead_tokens = 0
 
     def __init__(self, config: Config):
         self.base_url = config.llm_base_url.rstrip("/")
@@ -109,9 +110,13 @@ class HTTPProvider:
                 status, answer_headers = response.status, response.headers
                 raw = await _read_capped(response)
         except TimeoutError:  # asyncio.TimeoutError and aiohttp.ServerTimeoutError alike
-            raise self.error(f"no answer within {timeout_s:g} s", kind="timeout", retryable=True) from None
+            raise self.error(f"no answer within {timeout_s:g} s", kind="timeout", retryable=True,
+                             cost_unknown=True) from None
+        except aiohttp.ClientConnectorError as exc:  # never connected: nothing was sent, nothing billed
+            raise self.error(f"cannot connect ({type(exc).__name__})", kind="network", retryable=True) from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
-            raise self.error(f"connection failed ({type(exc).__name__})", kind="network", retryable=True) from None
+            raise self.error(f"connection lost ({type(exc).__name__})", kind="connection_lost", retryable=True,
+                             cost_unknown=True) from None
         if not 200 <= status < 300:
             raise self._status_error(status, answer_headers, raw)
         try:
@@ -132,10 +137,10 @@ class HTTPProvider:
         return self.error(f"HTTP {status}{suffix}", status=status, kind="network" if transient else "model",
                           retryable=retryable, retry_after_s=retry_after_s(headers) if retryable else None)
 
-    def malformed(self, what: str, tokens_in: int = 0, tokens_out: int = 0) -> ProviderError:
+    def malformed(self, what: str, tokens_in: int = 0, tokens_out: int = 0, usage_known: bool = True) -> ProviderError:
         """A 2xx answer without the fields the wire format promises: retried, its tokens still metered."""
         return self.error(f"malformed answer: {what}", kind="malformed", retryable=True,
-                          tokens_in=tokens_in, tokens_out=tokens_out)
+                          tokens_in=tokens_in, tokens_out=tokens_out, cost_unknown=not usage_known)
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> bytes:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from agentd.llm.base import LLMRequest, LLMResponse
 
@@ -112,25 +112,18 @@ def minimal_instance(schema: dict[str, Any]) -> Any:
     return None
 
 
-RULES: dict[str, Callable[[str], Any]] = {"triage": triage}
-
-
-def register_rule(task: str) -> Callable[[Callable[[str], Any]], Callable[[str], Any]]:
-    """Decorator: the offline provider's answer for `task` (a user workflow's own rules)."""
-    def add(rule: Callable[[str], Any]) -> Callable[[str], Any]:
-        RULES[task] = rule
-        return rule
-    return add
-
-
 class OfflineProvider:
-    name = "offline"
+    """Answers each ask by the rule its workflow declared for the task (Workflow.offline_rules), else
+    with the smallest value its schema allows."""
 
-    def __init__(self, rules: dict[str, Callable[[str], Any]] | None = None):
-        self.rules = rules or {}
+    name = "offline"
+    prompt_overhead_tokens = 0
+
+    def __init__(self, rules: Mapping[str, Callable[[str], Any]] | None = None):
+        self.rules = dict(rules or {})
 
     async def complete(self, request: LLMRequest, model: str, timeout_s: float) -> LLMResponse:
-        rule = self.rules.get(request.task) or RULES.get(request.task)
+        rule = self.rules.get(request.task)
         answer = rule(request.document) if rule else minimal_instance(request.schema)
         content = json.dumps(answer, ensure_ascii=False)
         return LLMResponse(provider=self.name, model=model, content=content, parsed=answer)

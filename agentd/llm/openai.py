@@ -121,19 +121,20 @@ class OpenAIProvider(HTTPProvider):
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         details = usage.get("prompt_tokens_details") if isinstance(usage.get("prompt_tokens_details"), dict) else {}
         tokens_in, tokens_out = as_int(usage.get("prompt_tokens")), as_int(usage.get("completion_tokens"))
+        known = "prompt_tokens" in usage or "completion_tokens" in usage
         choices = data.get("choices")
         choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
         message = choice.get("message")
         if not isinstance(message, dict):
-            raise self.malformed("no choices[0].message", tokens_in, tokens_out)
+            raise self.malformed("no choices[0].message", tokens_in, tokens_out, known)
         calls = message.get("tool_calls") or []
         try:
             tool_calls = [{"id": call.get("id"), "name": call["function"]["name"],
                            "arguments": _arguments(call["function"].get("arguments"))} for call in calls]
         except (AttributeError, KeyError, TypeError):
-            raise self.malformed("a tool call without function.name", tokens_in, tokens_out) from None
+            raise self.malformed("a tool call without function.name", tokens_in, tokens_out, known) from None
         reason = choice.get("finish_reason") or "stop"
         finish = "refusal" if message.get("refusal") else FINISH_REASONS.get(reason, reason)
         return LLMResponse(provider=self.name, model=model, content=_text(message.get("content")),
                            tool_calls=tool_calls, finish_reason=finish, tokens_in=tokens_in, tokens_out=tokens_out,
-                           cached_in=as_int(details.get("cached_tokens")))
+                           cached_in=as_int(details.get("cached_tokens")), usage_known=known)

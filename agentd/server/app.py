@@ -12,8 +12,9 @@ from agentd import logs
 log = logs.get("agentd.http")
 
 
-def make_app(health: Callable[[], dict[str, Any]], metrics: Callable[[], bytes], admin_token: str,
+def make_app(health: Callable[[], dict[str, Any]], metrics: Callable[[], bytes], admin_token: Callable[[], str],
              kill_switch: Callable[[bool, str, str], dict[str, Any]]) -> web.Application:
+    """`admin_token` is read per request, so SIGHUP changes it live; empty disables /admin (404)."""
     app = web.Application()
 
     async def get_health(_request: web.Request) -> web.Response:
@@ -27,32 +28,39 @@ def make_app(health: Callable[[], dict[str, Any]], metrics: Callable[[], bytes],
     app.router.add_get("/health", get_health)
     app.router.add_get("/metrics", get_metrics)
 
-    if admin_token:
-        def authorized(request: web.Request) -> bool:
-            given = request.headers.get("Authorization", "")
-            expected = f"Bearer {admin_token}"
-            return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))
+    def authorized(request: web.Request, token: str) -> bool:
+        given = request.headers.get("Authorization", "")
+        expected = f"Bearer {token}"
+        return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))
 
-        async def kill(request: web.Request) -> web.Response:
-            if not authorized(request):
-                log.warning("admin_unauthorized", path=request.path, remote=request.remote)
-                return web.json_response({"error": "unauthorized"}, status=401,
-                                         headers={"WWW-Authenticate": "Bearer"})
-            engage = request.method == "POST"
-            reason = ""
-            if engage and request.can_read_body:
-                try:
-                    payload = await request.json()
-                    reason = str(payload.get("reason", ""))[:500] if isinstance(payload, dict) else ""
-                except ValueError:
-                    reason = ""
-            state = kill_switch(engage, reason or ("engaged over HTTP" if engage else "released over HTTP"),
-                                f"http {request.remote}")
-            return web.json_response(state)
+    # the admin routes: always mounted, answering 404 while ADMIN_TOKEN is empty
+    async def kill(request: web.Request) -> web.Response:
+        token = admin_token()
+        if not token:
+            raise web.HTTPNotFound()
+        if not authorized(request, token):
+            log.warning("admin_unauthorized", path=request.path, remote=request.remote)
+            return web.json_response({"error": "unauthorized"}, status=401,
+                                     headers={"WWW-Authenticate": "Bearer"})
+        engage = request.method == "POST"
+        reason = ""
+        if engage and request.can_read_body:
+            try:
+                payload = await request.json()
+                reason = str(payload.get("reason", ""))[:500] if isinstance(payload, dict) else ""
+            except ValueError:
+                reason = ""
+        state = kill_switch(engage, reason or ("engaged over HTTP" if engage else "released over HTTP"),
+                            f"http {request.remote}")
+        return web.json_response(state)
 
-        app.router.add_post("/admin/kill-switch", kill)
-        app.router.add_delete("/admin/kill-switch", kill)
+    app.router.add_post("/admin/kill-switch", kill)
+    app.router.add_delete("/admin/kill-switch", kill)
     return app
+
+
+class ListenError(OSError):
+    """The HTTP listener could not bind HEALTH_HOST:HEALTH_PORT (the true cause in its message)."""
 
 
 class HttpServer:
@@ -64,7 +72,10 @@ class HttpServer:
     async def start(self) -> int:
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.host, self.port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ListenError(exc.errno, exc.strerror or str(exc)) from None
         server = site._server  # the bound port, for HEALTH_PORT=0
         sockets = getattr(server, "sockets", None) or []
         if sockets:

@@ -5,24 +5,20 @@ import time
 from typing import Any
 
 from agentd import __version__
-from agentd.spool.store import count_entries, oldest_waiting_age_s
+from agentd.spool.counts import oldest_waiting_age_s
 
 LOOP_STALL_S = 10.0
-FOLDERS = ("incoming", "processing", "archive", "failed", "review")
+OLDEST_EVERY_S = 5.0
 
 
 class HealthView:
     """Mixed into the Daemon: reads its state, changes nothing but caches."""
 
     config: Any
-    audit: Any
+    services: Any
     watcher: Any
     probe: Any
-    kill: Any
-    budget: Any
-    breakers: Any
-    gateway: Any
-    metrics: Any
+    supervisor: Any
     queue: Any
     in_flight: int
     paused: int
@@ -34,37 +30,40 @@ class HealthView:
     last_progress_mono: float
     queue_high_water: int
     blocked_reason: str | None
-    _counts_cache: tuple[float, dict[str, int]]
-    _oldest: float | None
     _write_checked_at: float
     _writable: bool
+    _oldest: tuple[float, float | None] = (0.0, None)
 
     def counts(self) -> dict[str, int]:
+        """Files per folder, kept current by the spool store (no folder scan here)."""
+        counts = self.services.counts.snapshot()
+        for folder, n in counts.items():
+            self.services.metrics.queue_depth.labels(folder).set(n)
+        return counts
+
+    def oldest_waiting_s(self) -> float | None:
+        """Age of the oldest file in incoming/ (a scan of incoming/ only, at most every few seconds)."""
         now = time.monotonic()
-        if now - self._counts_cache[0] > 1.0:
-            home = self.config.home
-            counts = {sub: count_entries(home / sub, sub) for sub in FOLDERS}
-            self._counts_cache = (now, counts)
-            self._oldest = oldest_waiting_age_s(home / "incoming", time.time())
-            for folder, n in counts.items():
-                self.metrics.queue_depth.labels(folder).set(n)
-        return self._counts_cache[1]
+        if now - self._oldest[0] > OLDEST_EVERY_S:
+            self._oldest = (now, oldest_waiting_age_s(self.config.incoming, time.time()))
+        return self._oldest[1]
 
     def status_line(self) -> str:
         counts = self.counts()
         return (f"processed {self.processed}, failed {self.failed}, in flight {self.in_flight}, "
-                f"waiting {counts.get('incoming', 0)}, spent today ${self.budget.spent_today:.4f}"
+                f"waiting {counts.get('incoming', 0)}, spent today ${self.services.budget.spent_today:.4f}"
                 + (f", paused: {self.blocked_reason}" if self.blocked_reason else ""))
 
     def problems(self) -> list[str]:
         """Why agentd cannot do its job now (cheap: called four times a second)."""
         problems = []
-        if not self.audit.writable:
+        if not self.services.audit.writable:
             problems.append("audit log unwritable")
         if not self._state_writable():
             problems.append("state folders unwritable")
         if not self.watcher.alive():
             problems.append("watcher stopped")
+        problems += self.supervisor.problems()
         if time.monotonic() - self.last_tick_at > LOOP_STALL_S:
             problems.append("event loop stalled")
         busy = self.in_flight - self.paused
@@ -89,40 +88,47 @@ class HealthView:
         return self._writable
 
     def degraded(self) -> list[str]:
+        s = self.services
         reasons = []
-        if self.kill.engaged:
+        if s.kill.engaged:
             reasons.append("kill switch engaged")
-        if self.budget.daily_exhausted():
+        if s.budget.daily_exhausted():
             reasons.append("daily budget spent")
-        if any(s != "closed" for s in self.breakers.states().values()):
+        if any(state != "closed" for state in s.breakers.states().values()):
             reasons.append("model circuit open")
-        if time.monotonic() < self.gateway.rate_limited_until:
+        if s.gateway.outage.rate_limited() or s.deferrals.held_until() is not None:
             reasons.append("model rate limited")
+        outage = s.gateway.outage.health_reason()
+        if outage:
+            reasons.append(outage)
+        if self.watcher.unreadable:
+            reasons.append(f"{len(self.watcher.unreadable)} entries in incoming/ cannot be read")
         return reasons
 
     def health(self) -> dict[str, Any]:
+        s = self.services
         problems, degraded = self.problems(), self.degraded()
         status = "unhealthy" if problems else "degraded" if degraded else "ok"
-        now = time.time()
-        counts = self.counts()
         return {
             "status": status,
             "reasons": problems + degraded,
             "version": __version__,
-            "uptime_s": round(now - self.started_at, 1),
-            "queue": counts,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "queue": self.counts(),
             "in_flight": self.in_flight,
             "paused": self.paused,
             "work_queue": {"size": self.queue.qsize(), "capacity": self.queue.maxsize,
                            "high_water": self.queue_high_water},
-            "oldest_waiting_s": self._oldest,
+            "oldest_waiting_s": self.oldest_waiting_s(),
             "last_progress_at": self.last_progress_at,
             "processed": self.processed,
             "failed": self.failed,
-            "breakers": self.breakers.states(),
-            "spend_today_usd": float(self.budget.spent_today),
-            "daily_budget_usd": float(self.budget.daily_budget_usd),
-            "kill_switch": self.kill.state,
+            "breakers": s.breakers.states(),
+            "spend_today_usd": float(s.budget.spent_today),
+            "daily_budget_usd": float(s.budget.daily_budget_usd),
+            "kill_switch": s.kill.state,
             "claiming_paused": self.blocked_reason,
+            "unreadable": dict(list(self.watcher.unreadable.items())[:20]),
+            "tasks": self.supervisor.view(),
             "probe": self.probe.last.view() if self.probe.last else None,
         }

@@ -1,101 +1,42 @@
-"""The folder state machine: incoming -> processing/<cid>.<workflow> -> archive | failed | review.
+"""The spool store: the only code that renames a state file (claim, unclaim, finish, recover, requeue).
 
-Every move is an os.rename within AGENTD_HOME; the fsyncs of many files are grouped.
-The outcome's audit line and the sidecar are durable before the rename that makes the
-outcome visible. A run creates one file of its own (the sidecar): creating files and
-folders is the costly metadata operation, so a claim is a single rename, its record is
-the `claimed` audit line (synced with it) and the decided outcome is the audit line.
+incoming/ -> processing/<cid>.<workflow> -> archive/ | failed/ | review/, each move a
+rename inside AGENTD_HOME that never replaces an existing file. The decided outcome
+is the `outcome` audit line, which carries the whole sidecar: once it is in the log,
+the run's end is fixed (folder, name, sidecar) and a recovery after a crash finishes
+it from that record, whatever the configuration at restart. fsyncs of many runs are
+grouped (agentd.durable.GroupSync).
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-import secrets
 import shutil
-import stat
-import time
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
-from urllib.parse import quote, unquote_to_bytes
+from typing import Any, Callable, Iterator
 
-from agentd.audit import AuditLog, iter_records, utcnow_iso
-from agentd.config import Config
-from agentd.durable import GroupSync, write_json
+from agentd import logs
+from agentd.audit import AuditLog, audit_files
+from agentd.config import Config, crash_point
+from agentd.durable import GroupSync, fsync_path, write_json
+from agentd.spool import layout
+from agentd.spool.deferred import Deferrals
+from agentd.spool.layout import (INCOMING, JOURNAL_SUFFIX, PROCESSING, SIDECAR, Outcome, cid_time, cid_time_iso,
+                                 display_name, file_kind, free_name, new_correlation_id, parse_claim_name)
+from agentd.spool.noreplace import rename_noreplace
 
-TEMP_SUFFIXES = (".part", ".tmp", ".crdownload", ".swp", "~")
-TERMINAL = {"archived": "archive", "failed": "failed", "review": "review"}
-SIDECAR = ".meta.json"
-NAME_MAX = 255
-CID_LEN = 32
-JOURNAL_SUFFIX = ".journal.jsonl"  # .<cid>.journal.jsonl: a dot name is never a dropped file
-DEFAULT_WORKFLOW = "triage"
-
-
-def ignored_name(name: str) -> bool:
-    """Names SPEC section 4 leaves alone until they are renamed."""
-    return name.startswith(".") or name.endswith(TEMP_SUFFIXES)
-
-
-def new_correlation_id(now: float | None = None) -> str:
-    """32 hex digits: 80 random bits (any 6+ leading digits pick one run), then 48 bits of ms."""
-    ms = int((time.time() if now is None else now) * 1000)
-    return f"{secrets.token_hex(10)}{ms:012x}"
-
-
-def cid_time_iso(cid: str) -> str:
-    try:
-        ms = int(cid[-12:], 16)
-    except ValueError:
-        return utcnow_iso()
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def file_kind(mode: int) -> str:
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISLNK(mode):
-        return "symlink"
-    if stat.S_ISFIFO(mode):
-        return "fifo"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "device"
-    if stat.S_ISDIR(mode):
-        return "directory"
-    return "unknown"
-
-
-def display_name(name: str) -> str:
-    """A file name as valid UTF-8 text (undecodable bytes shown as \\xNN)."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def claim_name(cid: str, workflow: str) -> str:
-    """processing/<cid>.<workflow> is the claimed file itself: a claim is one rename."""
-    encoded = quote(os.fsencode(workflow), safe="-_")
-    return f"{cid}.{encoded[:NAME_MAX - CID_LEN - 1]}"
-
-
-def parse_claim_name(name: str) -> tuple[str, str] | None:
-    cid, dot, encoded = name.partition(".")
-    if len(cid) != CID_LEN or not dot or not encoded:
-        return None
-    try:
-        int(cid, 16)
-    except ValueError:
-        return None
-    return cid, os.fsdecode(unquote_to_bytes(encoded))
+log = logs.get("agentd.spool")
+RECORD_EVENTS = ("claimed", "resumed", "outcome")
+CLAIM_SLACK_S = 3600.0  # audit files that ended this long before the oldest claim cannot hold its lines
 
 
 @dataclass
 class Claim:
     """A file the daemon owns: processing/<cid>.<workflow>, and .<cid>.journal.jsonl once precious.
 
-    Its dropped name is in the `claimed` audit line, made durable with the claim.
+    Its dropped name is in the `claimed` audit line, written before the claim's rename.
     """
 
     cid: str
@@ -106,8 +47,10 @@ class Claim:
     size: int = 0
     started_at: str = ""
     resumed: bool = False
-    logged_outcome: dict[str, Any] | None = None  # an outcome audited before a crash
-    synced: "asyncio.Future[None] | None" = None  # the claim's group commit, under way
+    crash_resumes: int = 0  # how often a crash interrupted this run (from its `resumed` lines)
+    strikes: int = 0  # retryable failures so far (carried by its deferral while it waits in incoming/)
+    logged_outcome: dict[str, Any] | None = None  # the outcome line, when decided before a crash
+    synced: "asyncio.Future[None] | None" = field(default=None, repr=False)  # the claim's group commit
 
     async def durable(self) -> None:
         """Wait until the claim's rename and claimed line are on disk."""
@@ -119,40 +62,57 @@ class Claim:
         return self.data.with_name(f".{self.cid}{JOURNAL_SUFFIX}")
 
 
-class Spool:
-    def __init__(self, config: Config, audit: AuditLog, sync: GroupSync):
+class Store:
+    def __init__(self, config: Config, audit: AuditLog, sync: GroupSync, deferrals: Deferrals,
+                 on_move: Callable[[str, str], None] = lambda src, dst: None):
         self.config = config
-        self.home = config.home
-        self.processing = config.home / "processing"
+        home = self.home = config.home
+        self.processing = home / PROCESSING
         self.audit = audit
         self.sync = sync
+        self.deferrals = deferrals
+        self.on_move = on_move  # (from folder, to folder): keeps the counts current
         self._reserved: set[Path] = set()
 
-    def terminal_dir(self, outcome: str) -> Path:
-        return self.home / TERMINAL[outcome]
+    def crash_point(self, point: str) -> None:
+        crash_point(self.config, point)
+
+    # -- the one primitive ------------------------------------------------------------
+    def _place(self, src: Path, directory: Path, name: str, cid: str) -> Path:
+        """Rename `src` into `directory` under `name`, or a free variant of it; never over a file."""
+        for _ in range(100):
+            target = free_name(directory, name, cid, self._reserved)
+            try:
+                rename_noreplace(src, target)
+                return target
+            except FileExistsError:
+                continue  # taken since free_name looked: the next free name
+        raise OSError(f"no free name in {directory} for {display_name(name)}")
 
     # -- claim ------------------------------------------------------------------------
     async def claim(self, path: Path, workflow: str) -> Claim | None:
-        """Take `path` out of incoming/ by rename; None if it is gone (someone else took it)."""
+        """Take `path` out of incoming/; None if it is gone (someone else took it)."""
         try:
             st = os.lstat(path)
         except FileNotFoundError:
             return None
         cid = new_correlation_id()
         claim = Claim(cid=cid, workflow=workflow, original_name=path.name,
-                      data=self.processing / claim_name(cid, workflow), kind=file_kind(st.st_mode),
+                      data=self.processing / layout.claim_name(cid, workflow), kind=file_kind(st.st_mode),
                       size=st.st_size, started_at=cid_time_iso(cid))
-        try:
-            os.rename(path, claim.data)
-        except FileNotFoundError:
-            return None
         shown = display_name(path.name)
+        # the record first: a claim that exists is never without its dropped name
+        self.audit.append("claimed", correlation_id=cid, workflow=workflow, original_name=shown,
+                          raw_name=path.name if shown != path.name else None, size=st.st_size, kind=claim.kind)
+        self.crash_point("after_claimed_line")
         try:
-            self.audit.append("claimed", correlation_id=cid, workflow=workflow, original_name=shown,
-                              raw_name=path.name if shown != path.name else None, size=st.st_size, kind=claim.kind)
-        except OSError:
-            os.rename(claim.data, path)  # unrecorded: it waits in incoming/ instead
-            raise
+            rename_noreplace(path, claim.data)
+        except FileNotFoundError:
+            self.audit.append("claim_lost", correlation_id=cid, why="the file left incoming/ first")
+            return None
+        self.crash_point("after_claim_rename")
+        claim.strikes = self.deferrals.take(os.fspath(path), st.st_ino)
+        self.on_move(INCOMING, PROCESSING)
         # the run goes on while the claim is made durable; a tool's side effect and the
         # outcome wait for it (Claim.durable). A model call does not: after a power cut that
         # undid the claim, the file is back in incoming/ and at worst that call is paid again.
@@ -160,8 +120,8 @@ class Spool:
         return claim
 
     # -- recovery ---------------------------------------------------------------------
-    def recover(self) -> list[Claim]:
-        """Claims left in processing/ by a crash, oldest first; leftovers cleaned up."""
+    def recover(self, clean_shutdown: bool) -> list[Claim]:
+        """Claims left in processing/ by a crash or a drain deadline, oldest first; leftovers cleaned up."""
         claims, journals = [], set()
         for entry in os.scandir(self.processing):
             path = Path(entry.path)
@@ -174,158 +134,183 @@ class Spool:
                     path.unlink(missing_ok=True)  # a temporary file
                 continue
             parsed = None if entry.is_dir(follow_symlinks=False) else parse_claim_name(entry.name)
-            if parsed is None:
-                # not ours: put it back where the operator can see it
-                os.rename(path, self._free_name(self.home / "incoming", entry.name, new_correlation_id()))
+            if parsed is None:  # not ours: put it back where the operator can see it
+                self._place(path, self.home / INCOMING, entry.name, new_correlation_id())
                 continue
             st = os.lstat(path)
             claims.append(Claim(cid=parsed[0], workflow=parsed[1], original_name=parsed[0], data=path,
                                 kind=file_kind(st.st_mode), size=st.st_size, started_at=cid_time_iso(parsed[0]),
                                 resumed=True))
         claims.sort(key=lambda c: c.started_at)
-        records = self._records_of({c.cid for c in claims})
+        records = self._records_of(claims)
         for claim in claims:
             claimed = records.get((claim.cid, "claimed"), {})
             claim.original_name = claimed.get("raw_name") or claimed.get("original_name") or claim.cid
             claim.logged_outcome = records.get((claim.cid, "outcome"))
+            claim.crash_resumes = int(records.get((claim.cid, "resumed"), {}).get("crash_resumes", 0))
+            if not clean_shutdown:
+                claim.crash_resumes += 1
             journals.discard(claim.journal_path)
         for orphan in journals:
             orphan.unlink(missing_ok=True)  # its run finished before the clean-up
         return claims
 
-    def _records_of(self, cids: set[str]) -> dict[tuple[str, str], dict[str, Any]]:
-        """The claimed and outcome audit lines of these runs (one pass over the log)."""
+    def _records_of(self, claims: list[Claim]) -> dict[tuple[str, str], dict[str, Any]]:
+        """The last claimed, resumed and outcome lines of these runs, reading only files that can hold them."""
         found: dict[tuple[str, str], dict[str, Any]] = {}
+        cids = {c.cid for c in claims}
         if not cids:
             return found
-        for record in iter_records(self.audit.dir):
+        times = [t for t in (cid_time(c) for c in cids) if t is not None]
+        since = min(times) - CLAIM_SLACK_S if times else 0.0
+        for record in _records_since(self.audit.dir, since):
             cid = record.get("correlation_id")
-            if cid in cids and record.get("event") in ("claimed", "outcome"):
+            if cid in cids and record.get("event") in RECORD_EVENTS:
                 found[(cid, record["event"])] = record
         return found
 
-    async def unclaim(self, claim: Claim, reason: str) -> Path:
+    # -- waiting ----------------------------------------------------------------------
+    async def unclaim(self, claim: Claim, reason: str, not_before: float | None = None, strikes: int = 0) -> Path:
         """Put a claim that did no paid work back into incoming/: it waits there, not failed."""
         await claim.durable()
-        target_dir = self.home / "incoming"
-        if claim.workflow != DEFAULT_WORKFLOW:
-            target_dir = target_dir / claim.workflow
-            if not target_dir.is_dir():  # like incoming/ itself: operators of the group drop here
-                target_dir.mkdir(parents=True, exist_ok=True)
-                os.chmod(target_dir, os.stat(self.home / "incoming").st_mode & 0o7777)
-        target = target_dir / claim.original_name
-        if os.path.lexists(target):
-            target = self._free_name(target_dir, claim.original_name, claim.cid)
-        os.rename(claim.data, target)
+        target_dir = layout.incoming_dir(self.home, claim.workflow)
+        if not target_dir.is_dir():  # like incoming/ itself: operators of the group drop here
+            target_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(target_dir, os.stat(self.home / INCOMING).st_mode & 0o7777)
+        target = self._place(claim.data, target_dir, claim.original_name, claim.cid)
+        self.on_move(PROCESSING, INCOMING)
         claim.journal_path.unlink(missing_ok=True)
+        if not_before is not None:
+            self.deferrals.defer(target, not_before, reason, strikes)
         await self.sync.sync([target_dir, self.processing])
         self.audit.append("waiting", correlation_id=claim.cid, workflow=claim.workflow, reason=reason,
-                          file=display_name(target.name))
+                          file=display_name(target.name), not_before=layout.iso_utc(not_before) if not_before else None)
         return target
+
     # -- finish -----------------------------------------------------------------------
-    async def finish(self, claim: Claim, outcome: str, sidecar: dict[str, Any],
+    async def finish(self, claim: Claim, outcome: Outcome, sidecar: dict[str, Any],
                      audit_fields: dict[str, Any]) -> Path:
-        """Make the outcome durable (audit line + sidecar), then visible (rename). Idempotent."""
+        """Decide (the outcome line, carrying the sidecar), make it durable, then visible (rename)."""
         await claim.durable()
-        target_dir = self.terminal_dir(outcome)
-        logged = claim.logged_outcome
-        if logged and logged.get("outcome") == outcome and logged.get("file"):
-            final = target_dir / logged["file"]  # decided before a crash: the same name again
-            entry = {"seq": logged["seq"], "hash": logged["hash"]}
-        else:
-            final = self._free_name(target_dir, claim.original_name, claim.cid)
-            appended = self.audit.append("outcome", correlation_id=claim.cid, workflow=claim.workflow,
-                                         outcome=outcome, file=final.name, **audit_fields)
-            entry = {"seq": appended.seq, "hash": appended.hash}
-            claim.logged_outcome = {"outcome": outcome, "file": final.name, **entry}  # a retry reuses it
+        if claim.logged_outcome is not None:
+            return await self.finish_recorded(claim)
+        target_dir = layout.terminal_dir(self.home, outcome)
+        final = free_name(target_dir, claim.original_name, claim.cid, self._reserved)
         self._reserved.add(final)
         try:
-            meta_path = final.with_name(final.name + SIDECAR)
-            # creating a file costs up to ~0.6 ms on a busy disk: not on the event loop
-            await asyncio.to_thread(write_json, meta_path, {**sidecar, "audit_seq": entry["seq"],
-                                                            "audit_hash": entry["hash"]})
-            # one group commit: the outcome line, the sidecar and its folder entry (and the
-            # journal's last entries), then the rename
-            journal = [claim.journal_path] if os.path.exists(claim.journal_path) else []
-            await self.sync.sync([self.audit.path, meta_path, target_dir, *journal])
-            if os.path.lexists(claim.data):
-                os.rename(claim.data, final)
-            # no wait for this rename to be durable: if a power cut undoes it, the file is
-            # back in processing/ with its outcome line logged, and recovery ends it the same way
-            claim.journal_path.unlink(missing_ok=True)
+            record = self.audit.append("outcome", correlation_id=claim.cid, workflow=claim.workflow,
+                                       outcome=outcome.value, file=final.name, **audit_fields, sidecar=sidecar)
+            claim.logged_outcome = {"outcome": outcome.value, "file": final.name, "sidecar": sidecar,
+                                    "seq": record.seq, "hash": record.hash}
+            self.crash_point("after_outcome_line")
+            return await self._complete(claim)
         finally:
             self._reserved.discard(final)
+
+    async def finish_recorded(self, claim: Claim) -> Path:
+        """End a run the way its outcome line says (after a crash, or a retry after a disk error)."""
+        await claim.durable()
+        return await self._complete(claim)
+
+    async def _complete(self, claim: Claim) -> Path:
+        logged = claim.logged_outcome
+        assert logged is not None
+        target_dir = layout.terminal_dir(self.home, logged["outcome"])
+        final = target_dir / logged["file"]
+        meta = {**(logged.get("sidecar") or {}), "audit_seq": logged["seq"], "audit_hash": logged["hash"]}
+        if os.path.lexists(claim.data) and os.path.lexists(final) and not _is_ours(final, claim.cid):
+            final = free_name(target_dir, final.name, claim.cid, self._reserved)  # a stranger took the name
+        meta_path = layout.sidecar_of(final)
+        # creating a file costs up to ~0.6 ms on a busy disk: not on the event loop
+        await asyncio.to_thread(write_json, meta_path, meta)
+        self.crash_point("after_sidecar")
+        journal = [claim.journal_path] if os.path.exists(claim.journal_path) else []
+        await self.sync.sync([self.audit.path, meta_path, target_dir, *journal])
+        self.crash_point("before_final_rename")
+        if os.path.lexists(claim.data):
+            final = self._place_final(claim, final)
+        self.crash_point("after_final_rename")
+        # no wait for this rename to be durable: if a power cut undoes it, the file is back in
+        # processing/ with its outcome line logged, and recovery ends it the same way
+        claim.journal_path.unlink(missing_ok=True)
         return final
 
-    def _free_name(self, directory: Path, name: str, cid: str) -> Path:
-        return free_name(directory, name, cid, self._reserved)
-
-
-def free_name(directory: Path, name: str, cid: str, reserved: set[Path] | frozenset[Path] = frozenset()) -> Path:
-    """`name` if it and its sidecar are free in `directory`, else name-<cid8>[-n]; always short enough."""
-    def taken(candidate: str) -> bool:
-        path = directory / candidate
-        return path in reserved or os.path.lexists(path) or os.path.lexists(directory / (candidate + SIDECAR))
-
-    if len(os.fsencode(name + SIDECAR)) <= NAME_MAX and not name.endswith(SIDECAR) and not taken(name):
-        return directory / name
-    stem, dot, suffix = name.rpartition(".")
-    if not dot or not stem or len(suffix) > 16:
-        stem, suffix = name, ""
-    suffix = f".{suffix}" if suffix else ""
-    if suffix == ".json" and stem.endswith(".meta"):
-        stem = stem[: -len(".meta")]
-    for n in range(1000):
-        tag = f"-{cid[:8]}" + (f"-{n}" if n else "")
-        room = NAME_MAX - len(os.fsencode(tag + suffix + SIDECAR))
-        candidate = os.fsdecode(os.fsencode(stem)[:room]) + tag + suffix
-        if not taken(candidate):
-            return directory / candidate
-    raise OSError(f"no free name in {directory} for {display_name(name)}")
-
-
-def count_entries(directory: Path, sub: str) -> int:
-    """Files waiting or finished in one state folder (sidecars and temp names not counted)."""
-    total = 0
-    try:
-        with os.scandir(directory) as it:
-            for entry in it:
-                if sub == "processing":
-                    total += entry.is_dir(follow_symlinks=False)
-                elif sub == "incoming" and entry.is_dir(follow_symlinks=False):
-                    if not entry.name.startswith("."):
-                        total += count_entries(Path(entry.path), "incoming-sub")
-                elif not ignored_name(entry.name) and not entry.name.endswith(SIDECAR):
-                    total += 1
-    except FileNotFoundError:
-        return 0
-    return total
-
-
-def oldest_waiting_age_s(incoming: Path, now: float) -> float | None:
-    oldest = None
-    stack = [incoming]
-    while stack:
-        directory = stack.pop()
+    def _place_final(self, claim: Claim, final: Path) -> Path:
         try:
-            with os.scandir(directory) as it:
-                for entry in it:
-                    if ignored_name(entry.name):
-                        continue
-                    st = entry.stat(follow_symlinks=False)
-                    if entry.is_dir(follow_symlinks=False):
-                        if directory == incoming:
-                            stack.append(Path(entry.path))
-                        continue
-                    oldest = st.st_mtime if oldest is None else min(oldest, st.st_mtime)
+            rename_noreplace(claim.data, final)
+        except FileExistsError:
+            moved = self._place(claim.data, final.parent, final.name, claim.cid)
+            if _is_ours(layout.sidecar_of(final), claim.cid, sidecar=True):
+                os.replace(layout.sidecar_of(final), layout.sidecar_of(moved))  # our own sidecar follows
+            log.warning("terminal_name_taken", file=display_name(final.name), moved_to=display_name(moved.name))
+            final = moved
+        self.on_move(PROCESSING, final.parent.name)
+        return final
+
+    # -- operators' moves ---------------------------------------------------------------
+    def requeue(self, data: Path, workflow: str, cid: str, by: str, name: str | None = None) -> Path:
+        """Move a finished file back to incoming/ (its workflow's folder), as `name` if that is free."""
+        source = data.parent.name
+        target_dir = layout.incoming_dir(self.home, workflow)
+        target_dir.mkdir(parents=True, exist_ok=True)
+        meta = layout.sidecar_of(data)
+        target = self._place(data, target_dir, name or data.name, cid)
+        meta.unlink(missing_ok=True)
+        fsync_path(target_dir)
+        self.on_move(source, INCOMING)
+        self.audit.append("requeued", correlation_id=cid, workflow=workflow, file=display_name(target.name),
+                          was=source, by=by)
+        self.audit.flush_now()
+        return target
+
+    def move_decided(self, data: Path, outcome: Outcome, cid: str, meta: dict[str, Any]) -> Path:
+        """A reviewer's decision: the file leaves review/ for `outcome`'s folder with its new sidecar."""
+        target_dir = layout.terminal_dir(self.home, outcome)
+        target_dir.mkdir(parents=True, exist_ok=True)
+        final = free_name(target_dir, data.name, cid, self._reserved)
+        write_json(layout.sidecar_of(final), meta)
+        fsync_path(layout.sidecar_of(final))
+        fsync_path(target_dir)
+        final = self._place(data, target_dir, final.name, cid)
+        fsync_path(target_dir)
+        layout.sidecar_of(data).unlink(missing_ok=True)
+        fsync_path(data.parent)
+        self.on_move(data.parent.name, target_dir.name)
+        return final
+
+
+def _is_ours(path: Path, cid: str, sidecar: bool = False) -> bool:
+    """True when `path` (a terminal file) belongs to run `cid`, by its sidecar."""
+    meta = path if sidecar else layout.sidecar_of(path)
+    try:
+        return json.loads(meta.read_text("utf-8", "surrogateescape")).get("correlation_id") == cid
+    except (OSError, ValueError):
+        return False
+
+
+def _records_since(logs_dir: Path, since: float) -> Iterator[dict[str, Any]]:
+    """Audit records from the first file that may hold lines written after `since` (epoch s)."""
+    files = audit_files(logs_dir)
+    start = 0
+    for index, path in enumerate(files[:-1]):
+        try:
+            if os.stat(path).st_mtime < since:
+                start = index + 1  # a rotated file last written before `since`
         except FileNotFoundError:
             continue
-    return None if oldest is None else max(0.0, now - oldest)
+    for path in files[start:]:
+        with open(path, "rb") as fh:
+            for raw in fh:
+                try:
+                    yield json.loads(raw)
+                except ValueError:
+                    continue
 
 
-def iter_sidecars(home: Path, outcomes: tuple[str, ...] = ("archived", "failed", "review")) -> Iterator[tuple[Path, dict]]:
+def iter_sidecars(home: Path, outcomes: tuple[str, ...] = ("archived", "failed", "review")
+                  ) -> Iterator[tuple[Path, dict[str, Any]]]:
     for outcome in outcomes:
-        directory = home / TERMINAL[outcome]
+        directory = layout.terminal_dir(home, outcome)
         if not directory.is_dir():
             continue
         for path in directory.glob("*" + SIDECAR):

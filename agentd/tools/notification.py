@@ -14,7 +14,7 @@ import aiohttp
 from agentd import __version__
 from agentd.audit import utcnow_iso
 from agentd.errors import NetworkError, ToolError
-from agentd.spool.store import display_name
+from agentd.spool.layout import display_name
 from agentd.tools.base import Invocation, Tool
 
 ATTEMPTS = 3

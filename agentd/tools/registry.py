@@ -9,19 +9,16 @@ run replays it instead of acting twice.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import time
-from typing import Any, Callable, Iterable
-
-import jsonschema
+from typing import Any, Callable, Iterable, Mapping
 
 from agentd import logs
-from agentd.audit import AuditLog
 from agentd.config import Config
-from agentd.errors import AgentdError, InternalError, NeedsReview, Paused, PolicyError, ToolError
+from agentd.errors import AgentdError, InternalError, NeedsReview, ToolError
+from agentd.guards.allowlist import ToolAllowlistGuard
+from agentd.guards.base import Guards, ToolCall
+from agentd.guards.trail import AuditTrailGuard
 from agentd.spool.journal import MISSING
-from agentd.metrics import Metrics
 from agentd.tools import dbquery, directory, notification, ocr
 from agentd.tools.base import Invocation, TokenBucket, Tool
 
@@ -31,29 +28,28 @@ INDEX_STATE = "tool_call_index"
 SHOWN_NAME_CHARS = 100
 
 
-def builtin_tools() -> tuple[Tool, ...]:
-    return (ocr.TOOL, notification.TOOL, dbquery.TOOL)
-
-
-def params_digest(params: Any) -> str:
-    text = json.dumps(params, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+def builtin_tools() -> dict[str, Tool]:
+    return {tool.name: tool for tool in (ocr.TOOL, notification.TOOL, dbquery.TOOL)}
 
 
 class ToolBox:
-    def __init__(self, config: Config, audit: AuditLog, metrics: Metrics,
-                 stop_reason: Callable[[], str | None] = lambda: None, tools: Iterable[Tool] | None = None,
+    """The registered tools and the one way to call them: through the guards, journaled, replayable."""
+
+    def __init__(self, config: Config, guards: Guards, trail: AuditTrailGuard, tools: Mapping[str, Tool],
                  clock: Callable[[], float] = time.monotonic):
         self.config = config
-        self.audit = audit
-        self.metrics = metrics
-        self.stop_reason = stop_reason
-        self.tools = {tool.name: tool for tool in (builtin_tools() if tools is None else tools)}
+        self.guards = guards
+        self.trail = trail
+        self.tools = dict(tools)
         self.clock = clock
         self._buckets: dict[str, TokenBucket] = {}
         self._directory: directory.Directory | None = None
 
-    # -- what steps and the pipeline use ---------------------------------------------------
+    @property
+    def allowlist(self) -> ToolAllowlistGuard:
+        return self.guards.of(ToolAllowlistGuard)
+
+    # -- what steps use ---------------------------------------------------------------------
     @property
     def directory(self) -> directory.Directory | None:
         """The party directory, or None while AGENTD_HOME/data/directory.csv does not exist."""
@@ -64,114 +60,79 @@ class ToolBox:
             self._directory = directory.Directory(path)
         return self._directory
 
-    def prepare_document(self, ctx: Any, text: str) -> tuple[str, Callable[[Any], Any]]:
-        """The document as the model may see it, and how to put redacted values back in its answer."""
-        if not self.config.redact_pii:
-            return text, _identity
-        from agentd.guards import pii
-
-        redaction = pii.redact(text)
-        for kind, count in redaction.counts.items():
-            self.metrics.pii_redacted.labels(kind).inc(count)
-        if redaction.counts:
-            self.audit.append("pii_redacted", correlation_id=ctx.cid, workflow=ctx.workflow, step=ctx.step,
-                              counts=redaction.counts)
-        return redaction.text, redaction.restore
-
     def specs(self, names: Iterable[str]) -> tuple[dict[str, Any], ...]:
         """How the named tools are offered to a model; unknown names are left out."""
         return tuple(self.tools[n].spec(self.config) for n in names if n in self.tools)
 
-    def permitted(self, ctx: Any, names: Iterable[str]) -> tuple[str, ...]:
+    def permitted(self, run: Any, names: Iterable[str]) -> tuple[str, ...]:
         """Those of `names` this run may call (registered, in both allowlists), in order."""
-        return tuple(n for n in names if self._denied(ctx, n) is None)
+        return self.allowlist.permitted(run, names)
 
-    def refusal(self, ctx: Any, name: str, params: Any) -> str | None:
+    def refusal(self, run: Any, name: str, params: Any) -> str | None:
         """Why a call may not run (allowlists, then the schema), or None when it may."""
-        why = self._denied(ctx, name)
-        if why is not None:
-            return why
-        if not isinstance(params, dict):
-            return "the parameters are not a JSON object"
-        validator = jsonschema.Draft202012Validator(self.tools[name].schema(self.config))
-        error = jsonschema.exceptions.best_match(validator.iter_errors(params))
-        if error is not None:
-            where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-            return f"invalid parameters at {where}: {error.message[:200]}"
-        return None
+        return self.allowlist.refusal(run, name, params)
 
-    def calls_recorded(self, ctx: Any, exclude_step: str | None = None) -> int:
+    def refuse(self, run: Any, name: Any, why: str, proposed_by: str = "workflow") -> None:
+        """Audit a call that does not run (the caller decides what happens to the run)."""
+        self.trail.refused(run, name, why, proposed_by)
+
+    def refuse_all(self, run: Any, calls: list[Any], why: str) -> None:
+        """The model asked for tools it may not use: audit each refusal, let a human decide."""
+        names = [_shown(call.get("name", "?")) if isinstance(call, dict) else "?" for call in calls]
+        for name in names:
+            self.refuse(run, name, why, proposed_by="model")
+        raise NeedsReview("tool_call_refused", refused_tools=names, why=why)
+
+    def calls_recorded(self, run: Any, exclude_step: str | None = None) -> int:
         """Tool calls this run completed so far (journaled, so across restarts)."""
         skip = f"{JOURNAL_PREFIX}{exclude_step}:" if exclude_step is not None else None
-        return sum(1 for key in ctx.journal.values
+        return sum(1 for key in run.journal.values
                    if key.startswith(JOURNAL_PREFIX) and not (skip and key.startswith(skip)))
 
-    async def call(self, ctx: Any, name: str, params: Any, *, proposed_by: str = "workflow") -> Any:
-        """Run one tool call for `ctx` (or replay its journaled result); refused calls raise PolicyError."""
-        index = self._next_index(ctx)
-        key = f"{ctx.cid}:{ctx.step}:{index}"
-        journal_key = f"{JOURNAL_PREFIX}{ctx.step}:{index}"
-        why = self.refusal(ctx, name, params)
-        if why is not None:
-            self.refuse(ctx, name, why, proposed_by=proposed_by)
-            await self.audit.flush()
-            raise PolicyError("tool_denied", f"{_shown(name)}: {why}", tool=_shown(name))
-        done = ctx.journal.get(journal_key)
-        if done is not MISSING:
-            return self._replay(ctx, name, key, done)
-        reason = self.stop_reason()
-        if reason:
-            raise Paused(reason)
+    async def call(self, run: Any, name: str, params: Any, *, proposed_by: str = "workflow") -> Any:
+        """Run one tool call (or replay its journaled result); refused calls raise PolicyError."""
+        index = self._next_index(run)
+        call = ToolCall(run=run, name=name, params=params, key=f"{run.cid}:{run.step}:{index}",
+                        proposed_by=proposed_by)
+        journal_key = f"{JOURNAL_PREFIX}{run.step}:{index}"
+        done = run.journal.get(journal_key)
+        if done is not MISSING and self.refusal(run, name, params) is None:
+            return self._replay(call, done)
+        self.guards.before("tool_call", call)  # kill switch, budget, allowlist and schema
         tool = self.tools[name]
         if tool.needs_approval:
-            self.refuse(ctx, name, "needs human approval", proposed_by=proposed_by)
-            await self.audit.flush()
+            self.refuse(run, name, "needs human approval", proposed_by=proposed_by)
             raise NeedsReview("approval_required", pending_tool_call={"tool": name, "params": params,
-                                                                       "idempotency_key": key})
+                                                                       "idempotency_key": call.key})
         timeout_s = tool.timeout_s or self.config.tool_timeout_s
-        await self._take_token(ctx, tool, timeout_s, proposed_by)
+        await self._take_token(call, tool, timeout_s)
+        await run.claim.durable()  # the claim and every earlier answer on disk before anything acts
+        await run.journal.flush()
         if tool.side_effect:
-            ctx.journal.mark_precious()  # from here on the journal is on disk: a resume replays, never repeats
-        result = await self._run(ctx, tool, params, key, timeout_s, proposed_by)
-        await ctx.journal.put(journal_key, {"tool": name, "key": key, "result": result})
+            run.journal.mark_precious()  # from here on the journal is on disk: a resume replays, never repeats
+            await run.journal.put(f"intent:{run.step}:{index}", {"tool": name, "key": call.key})
+        result = await self._run(call, tool, timeout_s)
+        await run.journal.put(journal_key, {"tool": name, "key": call.key, "result": result})
         return result
 
-    # -- the parts of a call ----------------------------------------------------------------
-    def refuse(self, ctx: Any, name: str, why: str, proposed_by: str = "workflow") -> None:
-        """Audit a call that does not run (the caller decides what happens to the run)."""
-        self.audit.append("tool_call", correlation_id=ctx.cid, workflow=ctx.workflow, step=ctx.step,
-                          tool=_shown(name), allowed=False, why=why, proposed_by=proposed_by)
-        self.metrics.tool_calls.labels(_label(self, name), "denied").inc()
-        log.warning("tool_call_refused", tool=_shown(name), why=why, proposed_by=proposed_by)
-
-    def _denied(self, ctx: Any, name: str) -> str | None:
-        if not isinstance(name, str) or name not in self.tools:
-            return "no such tool"
-        if name not in ctx.allowed_tools:
-            return f"not in workflow {ctx.workflow}'s tool allowlist"
-        if name not in self.config.allowed_services:
-            return "not in ALLOWED_SERVICES"
-        return None
-
-    def begin_step(self, ctx: Any) -> None:
+    def begin_step(self, run: Any) -> None:
         """Number the step's calls from 1 again: a step that runs again (after a pause) replays them."""
-        ctx.state.setdefault(INDEX_STATE, {})[ctx.step] = 0
+        run.state.setdefault(INDEX_STATE, {})[run.step] = 0
 
-    def _next_index(self, ctx: Any) -> int:
-        counts = ctx.state.setdefault(INDEX_STATE, {})
-        counts[ctx.step] = counts.get(ctx.step, 0) + 1
-        return counts[ctx.step]
+    def _next_index(self, run: Any) -> int:
+        counts = run.state.setdefault(INDEX_STATE, {})
+        counts[run.step] = counts.get(run.step, 0) + 1
+        return counts[run.step]
 
-    def _replay(self, ctx: Any, name: str, key: str, done: Any) -> Any:
-        if not isinstance(done, dict) or done.get("tool") != name:
-            raise InternalError("tool_replay_mismatch", f"step {ctx.step} called {_shown(name)} where the journal "
-                                                        f"recorded {done.get('tool') if isinstance(done, dict) else '?'}")
-        self.audit.append("tool_call", correlation_id=ctx.cid, workflow=ctx.workflow, step=ctx.step, tool=name,
-                          allowed=True, status="replayed", latency_ms=0.0, idempotency_key=key)
-        self.metrics.tool_calls.labels(name, "replayed").inc()
-        return done.get("result")
+    def _replay(self, call: ToolCall, done: Any) -> Any:
+        if not isinstance(done, dict) or done.get("tool") != call.name:
+            raise InternalError("tool_replay_mismatch", f"step {call.run.step} called {_shown(call.name)} where "
+                                f"the journal recorded {done.get('tool') if isinstance(done, dict) else '?'}")
+        call.status, call.latency_ms, call.result = "replayed", 0.0, done.get("result")
+        self.trail.after_tool_call(call)
+        return call.result
 
-    async def _take_token(self, ctx: Any, tool: Tool, timeout_s: float, proposed_by: str) -> None:
+    async def _take_token(self, call: ToolCall, tool: Tool, timeout_s: float) -> None:
         if tool.rate_per_min is None:
             return
         bucket = self._buckets.get(tool.name)
@@ -180,52 +141,34 @@ class ToolBox:
         waited_s = 0.0
         while (wait_s := bucket.reserve()) > 0:
             if waited_s + wait_s > timeout_s:
-                self._audit_ran(ctx, tool.name, "rate_limited", 0.0, "", proposed_by)
+                call.status = "rate_limited"
+                self.guards.after("tool_call", call)
                 raise ToolError("rate_limited", f"{tool.name}: over {tool.rate_per_min:g} calls a minute")
             await asyncio.sleep(wait_s)
             waited_s += wait_s
 
-    async def _run(self, ctx: Any, tool: Tool, params: dict[str, Any], key: str, timeout_s: float,
-                   proposed_by: str) -> Any:
-        invocation = Invocation(ctx=ctx, config=self.config, params=params, key=key, timeout_s=timeout_s)
+    async def _run(self, call: ToolCall, tool: Tool, timeout_s: float) -> Any:
+        invocation = Invocation(ctx=call.run, config=self.config, params=call.params, key=call.key,
+                                timeout_s=timeout_s)
         started_s = time.monotonic()
-        status = "error"
         try:
             async with asyncio.timeout(timeout_s):
-                result = await tool.run(invocation)
-            status = "ok"
+                call.result = await tool.run(invocation)
+            call.status = "ok"
         except TimeoutError:
-            status = "timeout"
+            call.status = "timeout"
             raise ToolError("tool_timeout", f"{tool.name} took over {timeout_s:g}s (TOOL_TIMEOUT_S)") from None
         except AgentdError as error:
-            status = error.reason
+            call.status = error.reason
             raise
         except asyncio.CancelledError:
-            status = "cancelled"
+            call.status = "cancelled"
             raise
         finally:
-            latency_ms = round((time.monotonic() - started_s) * 1000, 1)
-            self._audit_ran(ctx, tool.name, status, latency_ms, key, proposed_by, params)
-        return result
-
-    def _audit_ran(self, ctx: Any, name: str, status: str, latency_ms: float, key: str, proposed_by: str,
-                   params: Any = None) -> None:
-        self.audit.append("tool_call", correlation_id=ctx.cid, workflow=ctx.workflow, step=ctx.step, tool=name,
-                          allowed=True, status=status, latency_ms=latency_ms, idempotency_key=key or None,
-                          params_sha256=params_digest(params) if params is not None else None,
-                          proposed_by=proposed_by)
-        self.metrics.tool_calls.labels(name, status).inc()
-        log.info("tool_call", tool=name, status=status, latency_ms=latency_ms, proposed_by=proposed_by)
-
-
-def _identity(value: Any) -> Any:
-    return value
+            call.latency_ms = round((time.monotonic() - started_s) * 1000, 1)
+            self.guards.after("tool_call", call)
+        return call.result
 
 
 def _shown(name: Any) -> str:
     return str(name)[:SHOWN_NAME_CHARS]
-
-
-def _label(box: ToolBox, name: Any) -> str:
-    """A metrics label that a model cannot blow up: unknown names count as one."""
-    return name if isinstance(name, str) and name in box.tools else "unknown"

@@ -1,10 +1,14 @@
 """The default workflow: extract the text, ask the model for a structured triage, route it."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentd.errors import NeedsReview
-from agentd.workflows import Workflow
+from agentd.llm.offline import triage as offline_triage
+from agentd.workflows import Workflow, step
+
+if TYPE_CHECKING:
+    from agentd.run.context import Run
 
 MAX_DOCUMENT_CHARS = 40_000
 
@@ -39,36 +43,39 @@ SYSTEM = (
 )
 
 
-async def extract_text(ctx: Any) -> dict[str, Any]:
+@step
+async def extract_text(run: Run) -> dict[str, Any]:
     """The document's text and what kind of document it is."""
-    text = ctx.text()
-    return {"kind": ctx.document.kind, "chars": len(text), "meta": ctx.document.meta,
+    text = await run.text()
+    return {"kind": run.document.kind, "chars": len(text), "meta": run.document.meta,
             "text": text[:MAX_DOCUMENT_CHARS], "truncated": len(text) > MAX_DOCUMENT_CHARS}
 
 
-async def classify(ctx: Any) -> dict[str, Any]:
+@step
+async def classify(run: Run) -> dict[str, Any]:
     """Ask the model for the structured triage."""
-    extracted = ctx.outputs["extract_text"]
-    return await ctx.ask(task="triage", system=SYSTEM, document=extracted["text"], schema=TRIAGE_SCHEMA)
+    extracted = run.output(extract_text)
+    return await run.ask(task="triage", system=SYSTEM, document=extracted["text"], schema=TRIAGE_SCHEMA)
 
 
-async def route(ctx: Any) -> dict[str, Any]:
+@step
+async def route(run: Run) -> dict[str, Any]:
     """Archive a confident answer; send a doubtful one to a human."""
-    answer = dict(ctx.outputs["classify"])
-    models = ctx.models_used[-1] if ctx.models_used else {}
+    answer = dict(run.output(classify))
+    models = run.models_used[-1] if run.models_used else {}
     result = {**answer, "provider": models.get("provider"), "model": models.get("model"),
-              "source_kind": ctx.outputs["extract_text"]["kind"]}
-    directory = getattr(ctx.tools, "directory", None) if ctx.tools is not None else None
+              "source_kind": run.output(extract_text)["kind"]}
+    directory = run.directory
     if directory is not None:
         result["party_link"] = directory.resolve(answer.get("party", ""), answer["entities"])
-    if answer["confidence"] < ctx.config.review_confidence:
-        raise NeedsReview("low_confidence", result=result, confidence=answer["confidence"],
-                          threshold=ctx.config.review_confidence)
+    threshold = run.config.review_confidence
+    if answer["confidence"] < threshold:
+        raise NeedsReview("low_confidence", result=result, confidence=answer["confidence"], threshold=threshold)
     link = result.get("party_link") or {}
     if link.get("status") == "ambiguous":
         raise NeedsReview("ambiguous_party", result=result, candidates=link["candidates"])
     return result
 
 
-TRIAGE = Workflow("triage", steps=(extract_text, classify, route),
+TRIAGE = Workflow("triage", steps=(extract_text, classify, route), offline_rules={"triage": offline_triage},
                   description="classify, summarise and extract entities from a document")

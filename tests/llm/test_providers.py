@@ -14,15 +14,12 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import pytest
 
 from agentd import config as configuration
-from agentd.audit import AuditLog
-from agentd.guards.budget import Budget
 from agentd.durable import GroupSync
 from agentd.errors import ModelError
 from agentd.spool.journal import Journal
 from agentd.llm.base import LLMRequest, LLMResponse, Provider, ProviderError
-from agentd.llm.breaker import Breakers
 from agentd.llm.http import retry_after_s
-from agentd.metrics import Metrics
+from agentd.services import build
 from agentd.workflows.triage import TRIAGE_SCHEMA
 from tests.fakellm import FakeLLM, fake_llm, status, tool_call  # noqa: F401  (fake_llm is a fixture)
 from tests.helpers import audit_events
@@ -212,7 +209,8 @@ async def test_a_refused_connection_is_retryable(tmp_path: Path) -> None:
 async def test_a_dropped_connection_is_retryable(connect: Connect, wire: str) -> None:
     _, provider = await connect(wire, script=["disconnect"])
     error = await failure(provider)
-    assert (error.retryable, error.kind) == (True, "network")
+    # the request went out: it may be billed, so its cost counts as unknown (settled at the reservation)
+    assert (error.retryable, error.kind, error.cost_unknown) == (True, "connection_lost", True)
 
 
 @pytest.mark.parametrize("wire", WIRES)
@@ -303,6 +301,11 @@ class FakeRun:
     workflow: str
     journal: Journal
     models: list[tuple[str, str]] = field(default_factory=list)
+    step: str = "classify"
+
+    @property
+    def cost_usd(self) -> Any:
+        return self.journal.cost_usd
 
     def note_model(self, provider: str, model: str) -> None:
         self.models.append((provider, model))
@@ -334,11 +337,11 @@ async def harness(fake_llm: Callable[..., Awaitable[FakeLLM]], tmp_path: Path) -
         async def sleep(seconds: float) -> None:
             waits_s.append(seconds)
 
-        audit = AuditLog(config.logs_dir).open()
-        budget = Budget(config.max_cost_per_run, config.daily_budget_usd, config.state_dir).load()
-        breakers = Breakers(config.state_dir, config.breaker_failures, config.breaker_reset_s)
-        gateway = Gateway(config, make_provider(config), budget, audit, breakers, Metrics(), sleep=sleep)
+        services = build(config)  # the real wiring: guards, budget, breakers, metering, the openai provider
+        gateway = services.gateway
+        gateway._sleep = sleep
         run = FakeRun("cid-1", "triage", Journal(tmp_path / "journal.jsonl", GroupSync()))
+        services.budget.start_run(run.cid)
         made.append(Harness(server, gateway, run, config.home, waits_s))
         return made[-1]
 

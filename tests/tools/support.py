@@ -6,18 +6,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from agentd.audit import AuditLog, utcnow_iso
+from agentd.audit import utcnow_iso
 from agentd.config import Config
-from agentd.guards.budget import Budget
-from agentd.durable import GroupSync
-from agentd.spool.journal import Journal
 from agentd.llm.base import LLMRequest, LLMResponse
-from agentd.llm.breaker import Breakers
-from agentd.llm.gateway import Gateway
-from agentd.metrics import Metrics
-from agentd.run.pipeline import RunContext
-from agentd.spool.store import Claim, claim_name
-from agentd.tools import Invocation, Tool, ToolBox
+from agentd.run.context import Run, RunCore
+from agentd.services import build
+from agentd.spool.journal import Journal
+from agentd.spool.layout import claim_name
+from agentd.spool.store import Claim
+from agentd.tools import Invocation, Tool
 
 ECHO_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["text"],
                "properties": {"text": {"type": "string", "maxLength": 100}}}
@@ -27,6 +24,7 @@ class ScriptedProvider:
     """A Provider (the gateway's own interface, no network) answering from a script of callables."""
 
     name = "scripted"
+    prompt_overhead_tokens = 0
 
     def __init__(self, *replies: Callable[[LLMRequest], LLMResponse] | Any):
         self.replies = list(replies)
@@ -77,34 +75,36 @@ def config(home: Path, **overrides: Any) -> Config:
 
 
 class Harness:
-    """One daemon's worth of parts, in-process: audit, metrics, tools, gateway."""
+    """One daemon's worth of parts, in-process, built by agentd.services like the daemon's."""
 
     def __init__(self, cfg: Config, tools: list[Tool] | None = None, provider: Any = None,
-                 stop_reason: Callable[[], str | None] = lambda: None, clock: Callable[[], float] | None = None):
+                 clock: Callable[[], float] | None = None):
         self.config = cfg
-        self.sync = GroupSync(enabled=False)
-        self.audit = AuditLog(cfg.logs_dir, sync=self.sync).open()
-        self.metrics = Metrics()
-        extra = {"clock": clock} if clock else {}
-        self.box = ToolBox(cfg, self.audit, self.metrics, stop_reason, tools=tools, **extra)
         self.provider = provider or ScriptedProvider()
-        budget = Budget(cfg.max_cost_per_run, cfg.daily_budget_usd, cfg.state_dir).load()
-        self.gateway = Gateway(cfg, self.provider, budget, self.audit, Breakers(cfg.state_dir, 5, 30.0),
-                               self.metrics, sleep=_no_sleep)
+        registry = {t.name: t for t in (tools or [])} if tools is not None else None
+        self.services = build(cfg, provider=self.provider, tools=registry)
+        self.audit = self.services.audit
+        self.metrics = self.services.metrics
+        self.box = self.services.tools
+        if clock is not None:
+            self.box.clock = clock
+        self.gateway = self.services.gateway
+        self.gateway._sleep = _no_sleep
+        self.kill = self.services.kill
 
     def context(self, name: str = "doc.txt", data: bytes = b"hello", workflow: str = "test",
                 allowed: frozenset[str] | set[str] = frozenset({"echo"}), step: str = "work",
-                cid: str = "c0ffee0000000000000000000000cafe") -> RunContext:
-        """A run of `workflow` on a file `name`; the same cid resumes the same journal."""
+                cid: str = "c0ffee0000000000000000000000cafe") -> Run:
+        """A run of `workflow` on a file `name` as a step sees it; the same cid resumes the same journal."""
         self.config.processing.mkdir(parents=True, exist_ok=True)
         path = self.config.processing / claim_name(cid, workflow)
         path.write_bytes(data)
         claim = Claim(cid=cid, workflow=workflow, original_name=name, data=path, size=len(data),
                       started_at=utcnow_iso())
-        ctx = RunContext(cid=cid, workflow=workflow, config=self.config, claim=claim,
-                         journal=Journal(claim.journal_path, self.sync), gateway=self.gateway, audit=self.audit,
-                         tools=self.box, allowed_tools=frozenset(allowed), step=step, data=data)
-        return ctx
+        return Run(RunCore(cid=cid, workflow=workflow, config=self.config, claim=claim,
+                           journal=Journal(claim.journal_path, self.services.sync),
+                           ask_model=self.gateway.structured, audit=self.audit, tools=self.box,
+                           allowed_tools=frozenset(allowed), step=step, data=data))
 
     def events(self, event: str) -> list[dict[str, Any]]:
         self.audit.flush_now()

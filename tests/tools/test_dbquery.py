@@ -64,7 +64,7 @@ async def test_rows_beyond_max_rows_are_cut_and_flagged(tmp_path: Path) -> None:
 async def test_unknown_queries_raw_sql_and_wrong_parameters_are_refused(tmp_path: Path, params: dict) -> None:
     harness, ctx, db = _setup(tmp_path)
     with pytest.raises(PolicyError):
-        await harness.box.call(ctx, "db-query", params)
+        await harness.box.call(ctx._core, "db-query", params)
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM customers").fetchone() == (4,)
     conn.close()

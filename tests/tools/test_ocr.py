@@ -29,7 +29,7 @@ async def test_a_png_with_known_text_is_read_back_by_tesseract(tmp_path: Path) -
     assert " ".join(result["text"].split()) == "HELLO WORLD"
     assert result["pages"] == 1
     assert harness.events("tool_call")[-1]["status"] == "ok"
-    assert [p.name for p in ctx.claim.data.parent.iterdir() if p.name.startswith(".ocr-")] == []
+    assert [p.name for p in ctx.file.parent.iterdir() if p.name.startswith(".ocr-")] == []
 
 
 @needs_tesseract
@@ -64,6 +64,6 @@ async def test_a_file_tesseract_cannot_read_is_a_tool_error_with_its_message(tmp
 
 async def test_the_model_may_choose_the_language_but_never_a_path(tmp_path: Path) -> None:
     harness, ctx = _ocr_run(tmp_path, "scan.png", b"")
-    assert harness.box.refusal(ctx, "ocr", {"language": "deu+eng"}) is None
-    assert harness.box.refusal(ctx, "ocr", {"path": "/etc/shadow"}) is not None
-    assert harness.box.refusal(ctx, "ocr", {"language": "eng; rm -rf /"}) is not None
+    assert harness.box.refusal(ctx._core, "ocr", {"language": "deu+eng"}) is None
+    assert harness.box.refusal(ctx._core, "ocr", {"path": "/etc/shadow"}) is not None
+    assert harness.box.refusal(ctx._core, "ocr", {"language": "eng; rm -rf /"}) is not None

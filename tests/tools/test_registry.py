@@ -58,7 +58,7 @@ async def test_parameters_that_fail_the_schema_are_refused_before_the_tool_runs(
     echo = Echo()
     harness = Harness(config(tmp_path), tools=[echo.tool()])
     with pytest.raises(PolicyError):
-        await harness.box.call(harness.context(), "echo", params)
+        await harness.box.call(harness.context()._core, "echo", params)
     assert echo.runs == []
     [event] = harness.events("tool_call")
     assert event["allowed"] is False and event["why"].startswith("invalid parameters")
@@ -86,7 +86,8 @@ async def test_each_call_of_a_step_has_its_own_idempotency_key(tmp_path: Path) -
 
 async def test_the_kill_switch_pauses_a_call_before_it_starts(tmp_path: Path) -> None:
     echo = Echo()
-    harness = Harness(config(tmp_path), tools=[echo.tool()], stop_reason=lambda: "kill_switch")
+    harness = Harness(config(tmp_path), tools=[echo.tool()])
+    harness.kill.set(True, harness.audit, reason="test", by="test")
     with pytest.raises(Paused) as paused:
         await harness.context().tool("echo", text="hi")
     assert paused.value.reason == "kill_switch" and echo.runs == []
@@ -141,12 +142,12 @@ def test_specs_offer_name_description_and_schema_of_known_tools_only(tmp_path: P
     specs = harness.box.specs(["ocr", "nope", "notification", "db-query"])
     assert [s["name"] for s in specs] == ["ocr", "notification", "db-query"]
     assert all(set(s) == {"name", "description", "parameters"} for s in specs)
-    assert {t.name for t in builtin_tools()} == {"ocr", "notification", "db-query"}
+    assert {t.name for t in builtin_tools().values()} == {"ocr", "notification", "db-query"}
 
 
 def test_the_notification_schema_lets_the_model_choose_the_message_never_the_url(tmp_path: Path) -> None:
     harness = Harness(config(tmp_path, allowed_services=frozenset({"notification"})))
     ctx = harness.context(allowed={"notification"})
-    assert harness.box.refusal(ctx, "notification", {"message": "hi"}) is None
-    why = harness.box.refusal(ctx, "notification", {"message": "hi", "url": "http://evil.example/"})
+    assert harness.box.refusal(ctx._core, "notification", {"message": "hi"}) is None
+    why = harness.box.refusal(ctx._core, "notification", {"message": "hi", "url": "http://evil.example/"})
     assert why is not None and "url" in why
