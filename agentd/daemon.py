@@ -21,6 +21,7 @@ from agentd.durable import GroupSync
 from agentd.server.app import HttpServer, make_app
 from agentd.spool.dedupe import DedupeIndex
 from agentd.guards.killswitch import KillSwitch
+from agentd.llm.base import Provider
 from agentd.llm.breaker import Breakers
 from agentd.llm.gateway import Gateway, make_provider
 from agentd.metrics import Metrics
@@ -44,8 +45,10 @@ class AlreadyRunning(Exception):
 
 
 class Daemon(HealthView):
-    def __init__(self, config: Config, burst: bool = False, env_file: str | None = None):
+    def __init__(self, config: Config, burst: bool = False, env_file: str | None = None,
+                 provider: Provider | None = None):
         self.config = config
+        self.provider = provider  # None: the configured one (make_provider); evals pass their own
         self.burst = burst
         self.env_file = env_file
         self.should_exit = asyncio.Event()
@@ -102,7 +105,7 @@ class Daemon(HealthView):
                              audit_seq=lambda: self.audit.last.seq).load(c.logs_dir)
         self.breakers = Breakers(c.state_dir, c.breaker_failures, c.breaker_reset_s)
         self.kill = KillSwitch(c.state_dir)
-        self.gateway = Gateway(c, make_provider(c), self.budget, self.audit, self.breakers, self.metrics,
+        self.gateway = Gateway(c, self.provider or make_provider(c), self.budget, self.audit, self.breakers, self.metrics,
                                stop_reason=self.stop_reason)
         self.index = DedupeIndex(c.state_dir / "index.sqlite")
         self.tools = self._make_tools()

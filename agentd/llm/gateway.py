@@ -20,7 +20,7 @@ from agentd.config import Config
 from agentd.guards.budget import Budget
 from agentd.errors import ModelError, NetworkError, Paused
 from agentd.spool.journal import MISSING, Journal
-from agentd.llm.base import LLMRequest, LLMResponse, Provider, ProviderError, token_bound
+from agentd.llm.base import ASK_KEY, LLMRequest, LLMResponse, Provider, ProviderError, token_bound
 from agentd.llm.breaker import CLOSED, OPEN, STATE_LEVEL, Breakers
 from agentd.metrics import Metrics
 
@@ -64,16 +64,18 @@ class Gateway:
         if done is not MISSING:
             run.note_model(done["provider"], done["model"])
             return done["value"]
+        ASK_KEY.set(key)
+        digest = request.digest()
         validator = self._validator(request.schema)
         history: list[dict[str, Any]] = list(request.history)
         for ask in range(MAX_REASKS + 1):
             response = await self._routed(run, LLMRequest(**{**request.__dict__, "history": tuple(history)}))
             if response.tool_calls:  # offered or not: the caller checks them against its allowlist
                 answer: Any = {"tool_calls": response.tool_calls, "content": response.content}
-                return await self._journaled(run, key, response, answer)
+                return await self._journaled(run, key, response, answer, digest)
             problem = self._contract_problem(response, validator)
             if problem is None:
-                return await self._journaled(run, key, response, response.parsed)
+                return await self._journaled(run, key, response, response.parsed, digest)
             log.warning("llm_invalid_output", model=response.model, problem=problem, ask=ask + 1)
             history += [{"role": "assistant", "content": response.content or "(empty answer)"},
                         {"role": "user", "content": f"Your answer was not valid: {problem}. "
@@ -95,9 +97,11 @@ class Gateway:
             cached = self._schema_texts[id(schema)] = (schema, json.dumps(schema))
         return cached[1]
 
-    async def _journaled(self, run: Run, key: str, response: LLMResponse, value: Any) -> Any:
+    async def _journaled(self, run: Run, key: str, response: LLMResponse, value: Any, digest: str) -> Any:
         run.note_model(response.provider, response.model)
-        await run.journal.put(key, {"value": value, "provider": response.provider, "model": response.model},
+        await run.journal.put(key, {"value": value, "provider": response.provider, "model": response.model,
+                                    "request_hash": digest, "tokens_in": response.tokens_in,
+                                    "tokens_out": response.tokens_out, "cached_in": response.cached_in},
                               wait=False)
         return value
 

@@ -31,6 +31,7 @@ SIDECAR = ".meta.json"
 NAME_MAX = 255
 CID_LEN = 32
 JOURNAL_SUFFIX = ".journal.jsonl"  # .<cid>.journal.jsonl: a dot name is never a dropped file
+KEPT_JOURNALS = "logs/journals"  # a finished run's journal, kept for `agentd replay`
 DEFAULT_WORKFLOW = "triage"
 
 
@@ -190,7 +191,7 @@ class Spool:
             claim.logged_outcome = records.get((claim.cid, "outcome"))
             journals.discard(claim.journal_path)
         for orphan in journals:
-            orphan.unlink(missing_ok=True)  # its run finished before the clean-up
+            self.keep_journal(orphan)  # its run finished before its journal was put away
         return claims
 
     def _records_of(self, cids: set[str]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -252,10 +253,20 @@ class Spool:
                 os.rename(claim.data, final)
             # no wait for this rename to be durable: if a power cut undoes it, the file is
             # back in processing/ with its outcome line logged, and recovery ends it the same way
-            claim.journal_path.unlink(missing_ok=True)
+            self.keep_journal(claim.journal_path)
         finally:
             self._reserved.discard(final)
         return final
+
+    def keep_journal(self, path: Path) -> None:
+        """Move a finished run's journal to logs/journals/<cid>.journal.jsonl (replay serves from it)."""
+        kept = self.home / KEPT_JOURNALS
+        try:
+            os.rename(path, kept / path.name.lstrip("."))
+        except FileNotFoundError:
+            if not kept.is_dir() and os.path.lexists(path):
+                kept.mkdir(parents=True, exist_ok=True)
+                os.rename(path, kept / path.name.lstrip("."))
 
     def _free_name(self, directory: Path, name: str, cid: str) -> Path:
         return free_name(directory, name, cid, self._reserved)
