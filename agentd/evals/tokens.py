@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,16 +30,42 @@ class Counter:
         return len(self.encoding.encode(text))
 
 
+O200K_PREFIXES = ("gpt-5", "gpt-4.5", "o1", "o3", "o4")  # newer than the library's model table
+
+
+def _library() -> Any:
+    """bpe_openai bundles o200k_base and cl100k_base in its wheel: no download at run time."""
+    with warnings.catch_warnings():  # it loads its data with a deprecated importlib call
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import bpe_openai
+        except ImportError:
+            return None
+    return bpe_openai
+
+
+@functools.lru_cache(maxsize=8)
+def encoding(name: str) -> Any:
+    """An encoding by name (o200k_base, cl100k_base), or None when the library is missing."""
+    library = _library()
+    if library is None:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return library.get_encoding(name)
+
+
 @functools.lru_cache(maxsize=8)
 def _encoding(model: str) -> Any:
-    try:
-        import bpe_openai  # bundles o200k_base and cl100k_base in its wheel: no download at run time
-    except ImportError:
+    library = _library()
+    if library is None:
         return None
-    try:
-        return bpe_openai.encoding_for_model(model)
-    except (KeyError, ValueError):
-        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            return library.encoding_for_model(model)
+        except (KeyError, ValueError):
+            return encoding("o200k_base") if model.startswith(O200K_PREFIXES) else None
 
 
 def counter_for(provider: str, model: str) -> Counter:
