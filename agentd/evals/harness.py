@@ -17,7 +17,7 @@ from agentd.config import Config
 from agentd.llm.base import Provider
 from agentd.spool.store import DEFAULT_WORKFLOW, KEPT_JOURNALS, SIDECAR
 
-NO_CAP = Decimal("1000000")
+NO_CAP = Decimal(1_000_000)
 T = TypeVar("T")
 
 
@@ -53,9 +53,9 @@ def scratch_config(config: Config, home: Path, *, concurrency: int | None = None
     `caps` keeps MAX_COST_PER_RUN and DAILY_BUDGET_USD (calls that cost money); otherwise the
     caps are lifted so a dry run or a replay is never refused.
     """
-    changes: dict[str, Any] = dict(home=home, dedupe=False, fsync=False, probe_interval_s=0.0,
-                                   concurrency=concurrency or config.concurrency, log_level="warning",
-                                   workflows=config.workflows + workflow_files)
+    changes: dict[str, Any] = {"home": home, "dedupe": False, "fsync": False, "probe_interval_s": 0.0,
+                               "concurrency": concurrency or config.concurrency, "log_level": "warning",
+                               "workflows": config.workflows + workflow_files}
     if not caps:
         changes.update(max_cost_per_run=NO_CAP, daily_budget_usd=Decimal(0))
     if not tools:

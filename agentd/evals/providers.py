@@ -48,7 +48,7 @@ class Recorded:
     cached_in: int = 0
 
     @classmethod
-    def from_entry(cls, key: str, entry: dict[str, Any]) -> "Recorded":
+    def from_entry(cls, key: str, entry: dict[str, Any]) -> Recorded:
         return cls(key, str(entry.get("request_hash", "")), entry.get("value"), str(entry.get("provider", "")),
                    str(entry.get("model", "")), int(entry.get("tokens_in", 0)), int(entry.get("tokens_out", 0)),
                    int(entry.get("cached_in", 0)))

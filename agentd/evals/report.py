@@ -55,7 +55,8 @@ def replay_lines(report: dict[str, Any]) -> list[str]:
         lines.append("  result    no change")
     for miss in report["missing"]:
         how = "asked the model (--live)" if miss["asked_live"] else "not asked (use --live)"
-        lines.append(f"  missing answer {miss['key']}: the request changed (hash {miss['request_hash'][:12]}); {how}")
+        lines.append(f"  missing answer {miss['key']}: the request changed "
+                     f"(hash {miss['request_hash'][:12]}); {how}")
     lines.append(f"  answers served from the record: {report['served']}")
     lines.append(f"  cost: ${report['cost_usd']:.6f} at today's prices (the run cost ${report['original_cost_usd']:.6f})"
                  + (f"; paid now ${report['live_cost_usd']:.6f}" if report["live"] else "; nothing paid now"))
@@ -67,10 +68,10 @@ def eval_lines(report: dict[str, Any], missed: list[str], regressed: list[dict[s
                   [(r["field"], r["cases"], r["passed"], f"{r['accuracy']:.3f}") for r in report["fields"]],
                   right=(1, 2, 3))
     o, lat = report["outcomes"], report["latency_s"]
-    lines += [f"overall: {report['passed']}/{report['cases']} cases passed, accuracy {report['accuracy']:.3f} "
-              f"(fields {report['field_accuracy']:.3f})",
-              f"cost ${report['cost_usd']:.6f}, latency p50 {lat['p50']:.3f}s p95 {lat['p95']:.3f}s, "
-              f"outcomes: {o.get('archived', 0)} archived, {o.get('review', 0)} review, {o.get('failed', 0)} failed"]
+    lines += [(f"overall: {report['passed']}/{report['cases']} cases passed, accuracy {report['accuracy']:.3f} "
+               f"(fields {report['field_accuracy']:.3f})"),
+              (f"cost ${report['cost_usd']:.6f}, latency p50 {lat['p50']:.3f}s p95 {lat['p95']:.3f}s, "
+               f"outcomes: {o.get('archived', 0)} archived, {o.get('review', 0)} review, {o.get('failed', 0)} failed")]
     if report["missing_answers"]:
         lines.append(f"{report['missing_answers']} recorded answer(s) missing: the requests changed (--live asks)")
     failing = [c for c in report["results"] if not c["passed"]]

@@ -92,3 +92,20 @@ def test_estimate_of_a_model_without_an_offline_tokenizer_uses_the_byte_bound(
 def _base(home: Path) -> dict[str, str]:
     from tests.helpers import base_env
     return base_env(home)
+
+
+def test_a_re_asked_run_costs_more_than_the_first_try_bound_but_never_the_worst_case(
+        tmp_path: Path, home: Path, daemon: Callable[..., AgentdProcess],
+        llm_server: Callable[..., FakeLLM]) -> None:
+    # Given a model whose first two answers fail the schema: the gateway re-asks twice
+    server = llm_server(usage=billed_usage, script=["schema_invalid", "schema_invalid"])
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "invoice.txt").write_text(text(12))
+    agent = daemon(**server.env(model=MODEL), LLM_MAX_OUTPUT_TOKENS="300")
+    [found] = _estimate(agent, tmp_path / "docs")["files"]
+    drop_copies(tmp_path / "docs", home / "incoming")
+    [meta] = wait_until(lambda: sidecars(home), timeout=20, message="the run finished")
+    # Then three calls were billed, over the first-try bound and within the worst case
+    assert meta["outcome"] == "archived" and meta["llm_calls"] == 3 and server.count() == 3
+    billed = Decimal(str(meta["cost_usd"]))
+    assert Decimal(str(found["max_cost_usd"])) < billed <= Decimal(str(found["worst_case_usd"]))
