@@ -47,11 +47,12 @@ class CaseRun:
 
 
 def scratch_config(config: Config, home: Path, *, concurrency: int | None = None, caps: bool = False,
-                   tools: bool = True, workflow_files: tuple[str, ...] = ()) -> Config:
+                   tools: bool = False, workflow_files: tuple[str, ...] = ()) -> Config:
     """The configuration for a scratch run: its own home, no dedupe, no HTTP, no fsync.
 
     `caps` keeps MAX_COST_PER_RUN and DAILY_BUDGET_USD (calls that cost money); otherwise the
-    caps are lifted so a dry run or a replay is never refused.
+    caps are lifted so a dry run or a replay is never refused. Without `tools`, ALLOWED_SERVICES
+    is empty: no tool has a side effect from a scratch run.
     """
     changes: dict[str, Any] = {"home": home, "dedupe": False, "fsync": False, "probe_interval_s": 0.0,
                                "concurrency": concurrency or config.concurrency, "log_level": "warning",
@@ -90,7 +91,7 @@ def drop(home: Path, workflow: str, files: list[tuple[str, Path]]) -> None:
 
 
 async def run_case(config: Config, name: str, source: Path, workflow: str, provider: Provider,
-                   *, caps: bool = False, tools: bool = True, workflow_files: tuple[str, ...] = ()) -> CaseRun:
+                   *, caps: bool = False, tools: bool = False, workflow_files: tuple[str, ...] = ()) -> CaseRun:
     """Run one file through `workflow` in a scratch home of its own (removed afterwards)."""
     from agentd.daemon import Daemon
 

@@ -75,7 +75,9 @@ async def replay(config: Config, ident: str, workflow_file: str | None = None, l
     workflow = str(original.meta.get("workflow", "triage"))
     files = (workflow_file,) if workflow_file else ()
     name = str(original.meta.get("original_name") or original.data.name)
-    run = await harness.run_case(config, name, original.data, workflow, provider, caps=live, workflow_files=files)
+    # no tool runs for real in a replay (a notification would go out again): ALLOWED_SERVICES is empty
+    run = await harness.run_case(config, name, original.data, workflow, provider, caps=live, tools=False,
+                                 workflow_files=files)
     misses = provider.misses if isinstance(provider, ReplayProvider) else []
     report = {
         "correlation_id": original.cid, "workflow": workflow, "file": str(original.data), "live": live,

@@ -69,7 +69,8 @@ def provider_for(config: Config, case: Case, mode: str) -> Provider:
 
 async def run_one(config: Config, case: Case, workflow: str, mode: str, record: bool) -> Scored:
     provider = provider_for(config, case, mode)
-    run = await harness.run_case(config, case.name, case.input, workflow, provider, caps=mode == "live")
+    run = await harness.run_case(config, case.name, case.input, workflow, provider, caps=mode == "live",
+                                 tools=False)  # no side effects from an eval: ALLOWED_SERVICES is empty
     scored = Scored(case, run, missing_answers=len(getattr(provider, "misses", [])))
     for expected in case.expected:
         ok, actual = expected.check(run.result)
