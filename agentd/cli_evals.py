@@ -86,6 +86,8 @@ def cmd_eval(args: argparse.Namespace, config: Config) -> int:
         return _fail("eval", "give one folder: agentd eval DIR (or agentd eval collect DIR --from review)")
     if args.source is not None:
         return _fail("eval", "--from goes with `agentd eval collect DIR`")
+    if args.record and not args.live:
+        return _fail("eval", "--record saves the answers of a --live run")
     return _evaluate(args, config, Path(args.target[0]))
 
 

@@ -141,14 +141,15 @@ def gates(report: dict[str, Any], min_accuracy: float | None, max_cost_usd: floa
 def regressions(report: dict[str, Any], baseline: dict[str, Any]) -> list[dict[str, Any]]:
     """Fields whose accuracy fell since the baseline report, with the cases that newly fail them."""
     before = {r["field"]: r for r in baseline.get("fields", []) if isinstance(r, dict) and "field" in r}
-    was_ok = {(c.get("case"), f.get("field")) for c in baseline.get("results", []) for f in c.get("failures", [])}
+    failed_before = {(c.get("case"), f.get("field")) for c in baseline.get("results", [])
+                     for f in c.get("failures", [])}
     found = []
     for row in report["fields"]:
         old = before.get(row["field"])
         if old is None or row["accuracy"] >= float(old.get("accuracy", 0)) - 1e-9:
             continue
         cases = [c["case"] for c in report["results"] for f in c["failures"]
-                 if f["field"] == row["field"] and (c["case"], row["field"]) not in was_ok]
+                 if f["field"] == row["field"] and (c["case"], row["field"]) not in failed_before]
         found.append({"field": row["field"], "before": float(old["accuracy"]), "after": row["accuracy"],
                       "cases": cases})
     return found

@@ -12,6 +12,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Callable
 
+import pytest
+
 from agentd.llm.offline import triage
 from tests.fakellm import FakeLLM
 from tests.fakewire import Seen
@@ -172,3 +174,18 @@ def test_bad_case_files_are_usage_errors(tmp_path: Path, home: Path) -> None:
     assert code == 2 and "fuzzy" in err
     assert _eval(home, str(tmp_path / "nope"))[0] == 2
     assert _eval(home, str(GOLDEN), "--workflow", "nope")[0] == 2
+
+
+@pytest.mark.parametrize("command", ["estimate", "replay", "eval"])
+def test_each_command_has_help_and_json(home: Path, command: str) -> None:
+    done = cli(home, command, "--help")
+    assert done.returncode == 0 and "--json" in done.stdout
+    assert cli(home, command).returncode == 2  # its argument is missing
+
+
+def test_a_model_with_no_known_price_is_a_configuration_error(tmp_path: Path, home: Path) -> None:
+    (tmp_path / "a.txt").write_text("hello")
+    done = cli(home, "estimate", str(tmp_path / "a.txt"), LLM_PROVIDER="openai", LLM_MODEL="no-such-model",
+               LLM_API_KEY="sk-test-0000", LLM_BASE_URL="http://127.0.0.1:9/v1")
+    assert done.returncode == 78 and "LLM_MODEL" in done.stderr
+    assert _eval(home, str(GOLDEN), "--record")[0] == 2
