@@ -105,7 +105,8 @@ class Daemon(HealthView):
                              audit_seq=lambda: self.audit.last.seq).load(c.logs_dir)
         self.breakers = Breakers(c.state_dir, c.breaker_failures, c.breaker_reset_s)
         self.kill = KillSwitch(c.state_dir)
-        self.gateway = Gateway(c, self.provider or make_provider(c), self.budget, self.audit, self.breakers, self.metrics,
+        self.gateway = Gateway(c, self.provider or make_provider(c), self.budget, self.audit, self.breakers,
+                               self.metrics,
                                stop_reason=self.stop_reason)
         self.index = DedupeIndex(c.state_dir / "index.sqlite")
         self.tools = self._make_tools()
