@@ -47,7 +47,8 @@ class _Behaviour:
 
 class FakeLLM(LoopbackServer):
     def __init__(self, *, script: Iterable[FaultSpec] = (), faults: dict[FaultSpec, float] | None = None,
-                 seed: int = 0, usage: tuple[int, int] = (100, 50), cached_tokens: int = 0,
+                 seed: int = 0, usage: tuple[int, int] | Callable[[Seen, Any], tuple[int, int]] = (100, 50),
+                 cached_tokens: int = 0,
                  responder: Callable[[Seen], Any] | None = None, api_key: str | None = None,
                  hang_s: float = 30.0, delay_s: float = 0.0, port: int = 0,
                  models: dict[str, dict[str, Any]] | None = None):
@@ -188,7 +189,8 @@ class FakeLLM(LoopbackServer):
         value = fault.answer if fault.kind == "answer" else default_answer(seen)
         if fault.kind == "schema_invalid":
             value = broken(value)
-        prompt, completion = self.usage
+        # usage: fixed counts, or counted from what was asked and answered (seen, value)
+        prompt, completion = self.usage(seen, value) if callable(self.usage) else self.usage
         tokens = (prompt, completion, min(self.cached_tokens, prompt))
         return web.json_response(render(seen, fault, value, tokens, lambda: next(self._ids)))
 

@@ -301,12 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_optional_commands(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Commands whose modules register themselves (the review queue)."""
-    try:
-        from agentd import review
-    except ImportError:
-        return
+    """Commands whose modules register themselves (the review queue, estimate/replay/eval)."""
+    from agentd import cli_evals, review
+
     review.add_parser(sub, common)
+    cli_evals.add_parser(sub, common)
 
 
 def _date(value: str) -> str:

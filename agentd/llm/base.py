@@ -1,8 +1,14 @@
 """What every provider takes and gives back, and the provider-level faults."""
 from __future__ import annotations
 
+import contextvars
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+# the journal key (`<step>:ask:<n>`) of the model call under way: a replaying provider serves by it
+ASK_KEY: contextvars.ContextVar[str] = contextvars.ContextVar("agentd_ask_key", default="")
 
 
 @dataclass(frozen=True)
@@ -18,6 +24,14 @@ class LLMRequest:
     instructions: str = ""
     tools: tuple[dict[str, Any], ...] = ()
     history: tuple[dict[str, Any], ...] = ()
+
+    def digest(self) -> str:
+        """sha256 of the canonical request: a recorded answer is served again only for the same one."""
+        canonical = {"system": self.system, "document": self.document, "instructions": self.instructions,
+                     "schema": self.schema, "tools": list(self.tools), "history": list(self.history),
+                     "max_tokens": self.max_tokens}
+        text = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
     def user_message(self) -> str:
         head = self.instructions or "Analyse the document below."

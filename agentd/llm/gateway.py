@@ -6,7 +6,6 @@ every valid answer is journaled under the run before it is returned.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from typing import Any, Callable, Mapping, Protocol
@@ -17,7 +16,7 @@ from agentd import logs
 from agentd.config import Config, crash_point
 from agentd.errors import ModelError, NetworkError, Paused
 from agentd.guards.base import Ask, Guards, ModelCall
-from agentd.llm.base import LLMRequest, LLMResponse, Provider, ProviderError, token_bound
+from agentd.llm.base import ASK_KEY, LLMRequest, LLMResponse, Provider, ProviderError, token_bound
 from agentd.llm.breaker import CLOSED, OPEN, STATE_LEVEL, Breakers
 from agentd.llm.outage import Outage
 from agentd.schemas import check as schema_problem
@@ -39,14 +38,6 @@ class RunLike(Protocol):
 
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ProviderError) and exc.retryable
-
-
-def request_sha256(request: LLMRequest, model: str = "") -> str:
-    """What identifies a request: the same hash means the same question to the model."""
-    body = {k: getattr(request, k) for k in ("system", "document", "instructions", "schema", "tools", "history",
-                                             "max_tokens")}
-    text = json.dumps(body, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 class Gateway:
@@ -78,32 +69,35 @@ class Gateway:
             run.note_model(done["provider"], done["model"])
             ask.answer = done["value"]
         else:
+            ASK_KEY.set(key)  # a recorded-answer provider (agentd replay) serves by the ask's key
             ask.answer = await self._answer(run, ask.request, key)
         self.guards.after("ask", ask)
         return ask.answer
 
     async def _answer(self, run: RunLike, request: LLMRequest, key: str) -> Any:
+        digest = request.digest()  # of the question as the step asked it, before any re-ask
         history: list[dict[str, Any]] = list(request.history)
         problem = ""
         for ask in range(MAX_REASKS + 1):
             response = await self._routed(run, LLMRequest(**{**request.__dict__, "history": tuple(history)}))
             if response.tool_calls:  # offered or not: the caller checks them against its allowlist
                 answer: Any = {"tool_calls": response.tool_calls, "content": response.content}
-                return await self._journaled(run, key, request, response, answer)
+                return await self._journaled(run, key, digest, response, answer)
             problem = self._contract_problem(response, request.schema) or ""
             if not problem:
-                return await self._journaled(run, key, request, response, response.parsed)
+                return await self._journaled(run, key, digest, response, response.parsed)
             log.warning("llm_invalid_output", model=response.model, problem=problem, ask=ask + 1)
             history += [{"role": "assistant", "content": response.content or "(empty answer)"},
                         {"role": "user", "content": f"Your answer was not valid: {problem}. "
                                                     "Answer again with JSON that matches the schema."}]
         raise ModelError("invalid_output", f"the model's answer failed the schema {MAX_REASKS + 1} times: {problem}")
 
-    async def _journaled(self, run: RunLike, key: str, request: LLMRequest, response: LLMResponse,
-                         value: Any) -> Any:
+    async def _journaled(self, run: RunLike, key: str, digest: str, response: LLMResponse, value: Any) -> Any:
         run.note_model(response.provider, response.model)
         await run.journal.put(key, {"value": value, "provider": response.provider, "model": response.model,
-                                    "request_sha256": request_sha256(request)}, wait=False)
+                                    "request_hash": digest, "tokens_in": response.tokens_in,
+                                    "tokens_out": response.tokens_out, "cached_in": response.cached_in},
+                              wait=False)
         if run.journal.precious:
             crash_point(self.config, "after_paid_answer")
         return value
@@ -235,7 +229,7 @@ class Gateway:
         price = self.config.price(model)
         prompt = request.system + request.user_message() + self._schema_text(request.schema) + \
             json.dumps(request.tools) + "".join(str(m.get("content", "")) for m in request.history)
-        tokens_bound = token_bound(prompt, 3 + len(request.history)) + self.provider.prompt_overhead_tokens
+        tokens_bound = token_bound(prompt, 3 + len(request.history)) + getattr(self.provider, "prompt_overhead_tokens", 0)
         return ModelCall(run=run, request=request, provider=self.provider.name, model=model,  # type: ignore[arg-type]
                          attempt=attempt, worst_usd=price.cost(tokens_bound, request.max_tokens),
                          tokens_bound=tokens_bound)

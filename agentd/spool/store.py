@@ -23,12 +23,14 @@ from agentd.config import Config, crash_point
 from agentd.durable import GroupSync, fsync_path, write_json
 from agentd.spool import layout
 from agentd.spool.deferred import Deferrals
-from agentd.spool.layout import (INCOMING, JOURNAL_SUFFIX, PROCESSING, SIDECAR, Outcome, cid_time, cid_time_iso,
-                                 display_name, file_kind, free_name, new_correlation_id, parse_claim_name)
+from agentd.spool.layout import (DEFAULT_WORKFLOW, INCOMING, JOURNAL_SUFFIX, PROCESSING, SIDECAR, Outcome, cid_time,
+                                 cid_time_iso, display_name, file_kind, free_name, new_correlation_id,
+                                 parse_claim_name)
 from agentd.spool.noreplace import rename_noreplace
 
 log = logs.get("agentd.spool")
 RECORD_EVENTS = ("claimed", "resumed", "outcome")
+KEPT_JOURNALS = "logs/journals"  # a finished run's journal, kept for `agentd replay`
 CLAIM_SLACK_S = 3600.0  # audit files that ended this long before the oldest claim cannot hold its lines
 
 
@@ -152,7 +154,7 @@ class Store:
                 claim.crash_resumes += 1
             journals.discard(claim.journal_path)
         for orphan in journals:
-            orphan.unlink(missing_ok=True)  # its run finished before the clean-up
+            self.keep_journal(orphan)  # its run finished before its journal was put away
         return claims
 
     def _records_of(self, claims: list[Claim]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -232,8 +234,19 @@ class Store:
         self.crash_point("after_final_rename")
         # no wait for this rename to be durable: if a power cut undoes it, the file is back in
         # processing/ with its outcome line logged, and recovery ends it the same way
-        claim.journal_path.unlink(missing_ok=True)
+        self.keep_journal(claim.journal_path)
         return final
+
+    def keep_journal(self, path: Path) -> None:
+        """Move a finished run's journal to logs/journals/<cid>.journal.jsonl (`agentd replay` serves from it)."""
+        if not os.path.lexists(path):
+            return
+        kept = self.home / KEPT_JOURNALS
+        kept.mkdir(parents=True, exist_ok=True)
+        try:
+            rename_noreplace(path, kept / path.name.lstrip("."))
+        except FileExistsError:
+            path.unlink(missing_ok=True)  # kept already (a retried finish)
 
     def _place_final(self, claim: Claim, final: Path) -> Path:
         try:
@@ -277,6 +290,9 @@ class Store:
         fsync_path(data.parent)
         self.on_move(data.parent.name, target_dir.name)
         return final
+
+
+__all__ = ["Claim", "Store", "KEPT_JOURNALS", "DEFAULT_WORKFLOW", "SIDECAR", "iter_sidecars"]
 
 
 def _is_ours(path: Path, cid: str, sidecar: bool = False) -> bool:

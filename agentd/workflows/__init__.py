@@ -113,8 +113,10 @@ def load(specs: Iterable[str]) -> dict[str, Workflow]:
 
 
 def offline_rules(workflows: Mapping[str, Workflow]) -> dict[str, Callable[[str], Any]]:
-    """Every workflow's offline answers by task name (for the offline provider)."""
+    """Every workflow's offline answers by task name (for the offline provider).
+
+    A workflow that replaces a built-in one keeps the built-in's rules for the tasks it does not answer."""
     rules: dict[str, Callable[[str], Any]] = {}
-    for workflow in workflows.values():
+    for workflow in [*builtin(), *workflows.values()]:
         rules.update(workflow.offline_rules)
     return rules
