@@ -31,3 +31,11 @@ async def ask_model(ctx: Any) -> dict[str, Any]:
 
 
 PAID_THEN_SLOW = Workflow("paid_then_slow", steps=(ask_model, wait_a_while))
+
+
+async def die(ctx: Any) -> None:
+    """What a parser that segfaults on one file does to the daemon."""
+    os.kill(os.getpid(), 9)
+
+
+CRASHER = Workflow("crasher", steps=(die,))

@@ -69,6 +69,7 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
         "kill_switch": bool(kill and kill.engaged),
         "spend_today_usd": float(budget.spent_today),
         "daily_budget_usd": float(config.daily_budget_usd),
+        "unreadable": _unreadable(config),
     }
     if args.json:
         _print_json(status)
@@ -79,10 +80,23 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
         extra = f"   oldest waiting {_age(oldest)}" if sub == "incoming" and oldest is not None else ""
         extra = "   in flight" if sub == "processing" and n else extra
         print(f"  {sub:<11}{n:>7}{extra}")
+    for path, why in status["unreadable"].items():
+        print(f"skipped (cannot read): {path}: {why}")
     print(f"kill switch: {'ON' if status['kill_switch'] else 'off'}")
     cap = f" of ${config.daily_budget_usd}" if config.daily_budget_usd > 0 else " (no daily budget)"
     print(f"spent today: ${budget.spent_today:.4f}{cap}")
     return EX_OK
+
+
+def _unreadable(config: Config) -> dict[str, str]:
+    """Entries of incoming/ the running daemon had to skip (it keeps the list in state/)."""
+    from agentd.intake.watcher import UNREADABLE_FILE
+
+    try:
+        found = json.loads((config.state_dir / UNREADABLE_FILE).read_text("utf-8", "surrogateescape"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
 def _age(seconds: float) -> str:

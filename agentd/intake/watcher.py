@@ -230,6 +230,7 @@ class Watcher:
     async def run(self, put: Callable[[Candidate], Awaitable[None]], burst: bool = False) -> None:
         """Feed complete files to `put` (which blocks when the work queue is full); supervised, restartable."""
         if not burst:
+            self._save_unreadable()  # a new list for this daemon (an old one may be stale)
             self.start_observer()
         try:
             await self._loop(put, burst)

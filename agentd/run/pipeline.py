@@ -127,6 +127,8 @@ class Pipeline:
         """Back to incoming/ (it did no paid work): it waits there, with its not-before time on disk."""
         claim = core.claim
         strikes = claim.strikes + (1 if decision.strike else 0)
+        if decision.reason == "rate_limited" and decision.not_before:  # the server's word holds every file
+            self.store.deferrals.hold_all(decision.not_before, "rate_limited")
         await self.store.unclaim(claim, decision.reason or "paused", decision.not_before, strikes=strikes)
         log.info("run_waiting", reason=decision.reason, file=display_name(claim.original_name))
 
