@@ -296,9 +296,9 @@ class Daemon(HealthView):
             asyncio.ensure_future(self._enqueue(claim))
 
     def _notify_tick(self) -> None:
-        """WATCHDOG=1 only while nothing is wrong; STATUS= every few seconds."""
+        """WATCHDOG=1 while the loop and the pipeline move (a full disk does not stop it); STATUS= every 2 s."""
         problems = self.problems()
-        message = "" if problems else "WATCHDOG=1"
+        message = "" if self.stalls() else "WATCHDOG=1"
         now = time.monotonic()
         if now - self._status_sent_at >= STATUS_EVERY_S:
             self._status_sent_at = now

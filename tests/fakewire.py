@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from agentd.llm.offline import minimal_instance
 
-DOCUMENT = re.compile(r"<<<DOCUMENT\n(.*?)\nDOCUMENT>>>", re.S)
+DOCUMENT = re.compile(r"<<<DOCUMENT ([0-9a-f]+)\n(.*?)\nDOCUMENT \1>>>", re.S)
 KINDS = ("ok", "answer", "status", "hang", "disconnect", "malformed", "empty", "not_json", "schema_invalid",
          "tool_call", "length", "refusal", "content_filter")
 
@@ -109,7 +109,7 @@ def _seen(path: str, wire: str, headers: dict[str, str], body: dict[str, Any], t
     prompt = "\n".join(texts)
     found = DOCUMENT.search(prompt)
     return Seen(path=path, wire=wire, headers=headers, body=body, model=str(body.get("model", "")), prompt=prompt,
-                document=found.group(1) if found else None, schema=schema, schema_name=schema_name, tools=tools)
+                document=found.group(2) if found else None, schema=schema, schema_name=schema_name, tools=tools)
 
 
 def openai_seen(path: str, headers: dict[str, str], body: dict[str, Any]) -> Seen:

@@ -77,12 +77,15 @@ class Pipeline:
             structlog.contextvars.unbind_contextvars("correlation_id", "workflow", "trace_id")
 
     async def _process(self, claim: Claim, started: float) -> Outcome:
-        journal = Journal(claim.journal_path, self.store.sync)
+        # a claim retried after a disk error keeps its journal object: answers not yet on disk are in it
+        journal = claim.journal if claim.journal is not None else Journal(claim.journal_path, self.store.sync)
+        claim.journal = journal
         core = RunCore(cid=claim.cid, workflow=claim.workflow, config=self.config, claim=claim, journal=journal,
                        ask_model=self.gateway.structured, tools=self.tools, audit=self.audit,
                        extract_text=self.extract_text)
         core.models_used = _models_in(journal)
         decision: Decision | None = None
+        keep_journal = False
         self.guards.before("run", core)
         try:
             if claim.crash_resumes > self.config.max_resumes:
@@ -93,8 +96,13 @@ class Pipeline:
                 await self._defer(core, decision)
                 return Outcome.DEFERRED
             final = await asyncio.shield(self._finish(core, decision, started))
+        except OSError:
+            keep_journal = True  # a full or failing disk: the claim, with its journal in memory, is retried
+            raise
         finally:
-            journal.close()
+            if not keep_journal:
+                journal.close()
+                claim.journal = None
             self._release_same_content(core)
             self.guards.after("run", core, decision)
         self._count(claim.workflow, decision.outcome, started)

@@ -54,6 +54,19 @@ class HealthView:
                 f"waiting {counts.get('incoming', 0)}, spent today ${self.services.budget.spent_today:.4f}"
                 + (f", paused: {self.blocked_reason}" if self.blocked_reason else ""))
 
+    def stalls(self) -> list[str]:
+        """The event loop or the pipeline is stuck: only these withhold WATCHDOG=1 (a restart may help).
+
+        A full disk or an unwritable folder does not: the daemon stays up, unhealthy, until space returns."""
+        stalls = []
+        if time.monotonic() - self.last_tick_at > LOOP_STALL_S:
+            stalls.append("event loop stalled")
+        busy = self.in_flight - self.paused
+        idle_for = time.monotonic() - self.last_progress_mono
+        if busy > 0 and idle_for > self.config.step_timeout_s + 60:
+            stalls.append(f"pipeline stalled: {busy} runs, no progress for {idle_for:.0f}s")
+        return stalls
+
     def problems(self) -> list[str]:
         """Why agentd cannot do its job now (cheap: called four times a second)."""
         problems = []
@@ -64,12 +77,7 @@ class HealthView:
         if not self.watcher.alive():
             problems.append("watcher stopped")
         problems += self.supervisor.problems()
-        if time.monotonic() - self.last_tick_at > LOOP_STALL_S:
-            problems.append("event loop stalled")
-        busy = self.in_flight - self.paused
-        idle_for = time.monotonic() - self.last_progress_mono
-        if busy > 0 and idle_for > self.config.step_timeout_s + 60:
-            problems.append(f"pipeline stalled: {busy} runs, no progress for {idle_for:.0f}s")
+        problems += self.stalls()
         if self.probe.last is not None and not self.probe.last.ok:
             problems.append(f"synthetic probe failed: {self.probe.last.error}")
         return problems

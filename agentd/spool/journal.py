@@ -58,11 +58,16 @@ class Journal:
             self._write()
 
     def _write(self) -> None:
+        """Write what is pending; on a short write or an error (a full disk) it stays pending, in memory."""
         if self._fd is None:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        data, self._pending = b"".join(self._pending), []
-        if data:
-            os.write(self._fd, data)
+        data = b"".join(self._pending)
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        finally:
+            self._pending = [bytes(view)] if view else []
 
     def mark_precious(self) -> None:
         """From now on everything is written: what follows must not be repeated."""

@@ -52,12 +52,20 @@ class Claim:
     crash_resumes: int = 0  # how often a crash interrupted this run (from its `resumed` lines)
     strikes: int = 0  # retryable failures so far (carried by its deferral while it waits in incoming/)
     logged_outcome: dict[str, Any] | None = None  # the outcome line, when decided before a crash
+    journal: Any = field(default=None, repr=False)  # the run's Journal while a retry after a disk error waits
     synced: "asyncio.Future[None] | None" = field(default=None, repr=False)  # the claim's group commit
 
     async def durable(self) -> None:
-        """Wait until the claim's rename and claimed line are on disk."""
-        if self.synced is not None:
+        """Wait until the claim's rename and claimed line are on disk; a failed commit is tried again."""
+        if self.synced is None:
+            return
+        try:
             await self.synced
+        except OSError:
+            self.synced = asyncio.ensure_future(self.resync())  # the next wait tries afresh, never wedged
+            raise
+
+    resync: Callable[[], Any] = field(default=lambda: asyncio.sleep(0), repr=False)
 
     @property
     def journal_path(self) -> Path:
@@ -118,7 +126,9 @@ class Store:
         # the run goes on while the claim is made durable; a tool's side effect and the
         # outcome wait for it (Claim.durable). A model call does not: after a power cut that
         # undid the claim, the file is back in incoming/ and at worst that call is paid again.
-        claim.synced = asyncio.ensure_future(self.sync.sync([self.processing, path.parent, self.audit.path]))
+        paths = [self.processing, path.parent, self.audit.path]
+        claim.resync = lambda: self.sync.sync(paths)
+        claim.synced = asyncio.ensure_future(claim.resync())
         return claim
 
     # -- recovery ---------------------------------------------------------------------

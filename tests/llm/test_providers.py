@@ -397,7 +397,7 @@ def post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 
 
 def ask(server: FakeLLM, model: str, document: str) -> int:
-    body = {"model": model, "messages": [{"role": "user", "content": f"<<<DOCUMENT\n{document}\nDOCUMENT>>>"}]}
+    body = {"model": model, "messages": [{"role": "user", "content": f"<<<DOCUMENT 00ff\n{document}\nDOCUMENT 00ff>>>"}]}
     return post(server.openai_url + "/chat/completions", body)[0]
 
 
