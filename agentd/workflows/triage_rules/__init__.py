@@ -1,0 +1,87 @@
+"""Rule-based triage of a document's text: the offline answer to the triage workflow's schema.
+
+Pure functions, no provider, no I/O: `triage(document)` returns a dict that validates against
+agentd.workflows.triage.TRIAGE_SCHEMA. The parsers live beside it: dates, amounts, parties, doctype.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from agentd.workflows.triage_rules.amounts import find_amounts
+from agentd.workflows.triage_rules.dates import find_dates, order, scan
+from agentd.workflows.triage_rules.doctype import classify, requested_action
+from agentd.workflows.triage_rules.parties import EMAIL, find_party
+
+__all__ = ["triage", "find_amounts", "find_dates", "find_party", "classify", "language"]
+
+PERSON_CUES = re.compile(r"(?im)^(?:from|sender|signed|sincerely|regards|best regards|kind regards|dear"
+                         r"|mit freundlichen grüßen|met vriendelijke groet|cordialement)[:,]?[ \t]*\n?[ \t]*"
+                         r"([A-Z][a-z]+(?: [A-Z][a-z]+){1,2})")
+FROM_PERSON = re.compile(r"(?im)^from:\s*\"?([^<\n\"@]+?)\"?\s*(?:<[^>]+>)?\s*$")
+LANGUAGE_WORDS = {
+    "de": re.compile(r"(?<!\w)(?:und|der|die|das|rechnung\w*|bitte|summe|datum|betrag|ust|mwst)(?!\w)", re.I),
+    "fr": re.compile(r"(?<!\w)(?:le|la|les|des|et|facture|montant|date\s+de|tva|ttc|paiement)(?!\w)", re.I),
+    "nl": re.compile(r"(?<!\w)(?:het|een|van|voor|factuur\w*|bedrag|btw|totaal|datum)(?!\w)", re.I),
+    "en": re.compile(r"(?<!\w)(?:the|and|of|for|invoice|total|amount|date|due|please|tax)(?!\w)", re.I),
+}
+FALLBACK_CURRENCY = {"en": "USD", "de": "EUR", "fr": "EUR", "nl": "EUR"}
+MAX_SUMMARY_CHARS = 240
+SPACES = re.compile(r"[\u00a0\u2007\u202f]")
+
+
+def language(text: str) -> str:
+    """en, de, fr or nl: the language whose common words occur most."""
+    sample = text[:4000]
+    return max(LANGUAGE_WORDS, key=lambda lang: len(LANGUAGE_WORDS[lang].findall(sample)))
+
+
+def _unique(items: list[str], limit: int = 10) -> list[str]:
+    seen: list[str] = []
+    for item in items:
+        item = item.strip().strip(".,;")
+        if item and item not in seen:
+            seen.append(item)
+    return seen[:limit]
+
+
+def _summary(text: str) -> str:
+    body = " ".join(text.split())
+    summary = ""
+    for sentence in re.split(r"(?<=[.!?])\s+", body):
+        if len(summary) + len(sentence) > MAX_SUMMARY_CHARS:
+            break
+        summary = f"{summary} {sentence}".strip()
+    return (summary or body[:MAX_SUMMARY_CHARS]).strip()
+
+
+def _month_first(text: str, lang: str) -> bool:
+    """3/8/2014 is 8 March in a US-dollar English document, 3 August anywhere else."""
+    return lang == "en" and ("$" in text or "USD" in text) and "€" not in text
+
+
+def triage(document: str) -> dict[str, Any]:
+    """The rule-based triage answer for a document's text."""
+    document = SPACES.sub(" ", document)
+    lang = language(document)
+    doc_type, evidence = classify(document)
+    emails = _unique([m.group(0) for m in EMAIL.finditer(document)])
+    party, organizations = find_party(document, emails)
+    people = [m.group(1) for m in PERSON_CUES.finditer(document)]
+    people += [m.group(1).strip() for m in FROM_PERSON.finditer(document)]
+    dates, date_spans = scan(document, month_first=_month_first(document, lang))
+    confidence = 0.55 if evidence == 0 else min(0.95, 0.65 + 0.1 * evidence)
+    return {
+        "document_type": doc_type,
+        "summary": _summary(document),
+        "entities": {
+            "people": _unique([p for p in people if p != party]),
+            "organizations": organizations,
+            "emails": emails,
+            "amounts": find_amounts(document, FALLBACK_CURRENCY[lang], skip=date_spans),
+            "dates": order(dates),
+        },
+        "requested_action": requested_action(document, doc_type),
+        "party": party,
+        "confidence": round(confidence, 2),
+    }

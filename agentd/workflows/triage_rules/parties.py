@@ -1,0 +1,179 @@
+"""The issuer (party) of a document: letterhead, From:, seller cues, legal forms, the sender's e-mail."""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+LEGAL_FORMS = (r"GmbH\s*&\s*Co\.?\s*KG|GmbH|GMBH|Gmbh|gGmbH|AG|KG|KGaA|OHG|UG|e\.\s?K\.|e\.V\.|a\.G\.|VVaG|mbH"
+               r"|Pvt\.?\s*Ltd\.?|Private\s+Limited|PRIVATE\s+LIMITED|Ltd\.?|LTD\.?|Limited|LIMITED|LLC|LLP"
+               r"|Inc\.?|INC\.?|Incorporated|Corp\.?|Corporation|plc|PLC"
+               r"|S\.A\.S\.?|SAS|SASU|SARL|Sarl|S\.à\s?r\.l\.|S\.A\.|SA|EURL"
+               r"|B\.V\.|BV|b\.v\.|N\.V\.|NV|n\.v\.|V\.O\.F\.|VOF|S\.L\.|S\.r\.l\.|Srl|S\.p\.A\.|SpA|Oy|AB|A/S|ApS")
+LEGAL = re.compile(rf"(?P<sep>,?[ \t]+)(?P<form>{LEGAL_FORMS})(?![\w&])")
+SEPARATOR = re.compile(r"(?:^|[|•●·:;()\[\]]|\s[-–]\s|\s{2,}|\t)")
+NAME_WORD = re.compile(r"^(?:[A-ZÀ-Þ][\w&'.+-]*|[0-9]+&[0-9]+|[a-z][\w-]*\.[a-z]{2,}|&|und|and|et|en|de|du|van|der)$")
+EMAIL = re.compile(r"[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
+FROM_HEADER = re.compile(r"(?im)^(?:from|von|de|van)\s*:\s*\"?([^<\n\"]*?)\"?\s*(?:<([^>\n]+)>)?\s*$")
+SELLER = re.compile(r"(?im)^\W*(?:verkäufer|seller|vendor|supplier|lieferant|service\s+provider|sold\s+by"
+                    r"|leverancier|vendeur|fournisseur|émetteur|rechnungssteller)\b\W*$")
+HOLDER = re.compile(r"(?im)(?:kontoinhaber|kontoname|account\s+(?:holder|name)|titulaire\s+du\s+compte"
+                    r"|rekeninghouder|ten\s+name\s+van|payable\s+to)\s*:?\s*([^\n]{2,60})$")
+RECIPIENT = re.compile(r"(?im)(?<![\w])(?:bill(?:ed)?\s+to|ship\s+to|sold\s+to|invoice\s+to|deliver\s+to|käufer"
+                       r"|leistungsempfänger|rechnungsempfänger|warenempfänger|empfänger|kunde\b|customer"
+                       r"|buyer|client\b|adresse\s+de\s+(?:livraison|facturation)|factuuradres|afleveradres"
+                       r"|delivery\s+address|guest\s+name|attn|t\.a\.v\.|z\.\s?hd\.|an:|to:|à\s*:|aan:)")
+PERSON_LINE = re.compile(r"^\s*([A-ZÀ-Þ][a-zà-ÿ]+(?:[ -][A-ZÀ-Þ][a-zà-ÿ]+){1,2})\s*$")
+FREE_MAIL = frozenset({"gmail", "googlemail", "yahoo", "hotmail", "outlook", "live", "gmx", "web", "aol",
+                       "icloud", "example", "localhost", "fake", "mail", "t-online", "orange", "free"})
+MIN_SCORE = 2.0  # below it no candidate is believable: the party stays empty
+BANK = re.compile(r"\b(?:bank|banque|sparkasse|volksbank|raiffeisen)\b", re.IGNORECASE)
+
+
+@dataclass
+class Candidate:
+    name: str
+    score: float = 0.0
+    lines: list[int] = field(default_factory=list)
+
+
+def key(name: str) -> str:
+    """Names that differ in case, punctuation or legal form are the same party."""
+    words = re.sub(r"[^\w]+", " ", name.casefold()).split()
+    forms = {"gmbh", "ag", "kg", "co", "ltd", "limited", "pvt", "private", "inc", "llc", "corp", "plc", "sa",
+             "sas", "sarl", "bv", "b", "v", "nv", "n", "srl", "spa", "oy", "ab"}
+    while len(words) > 1 and words[-1] in forms:
+        words.pop()
+    return " ".join(words)
+
+
+def _name_before(line: str, start: int) -> str:
+    """The name a legal form at `start` closes: its words back to a separator, capitalised."""
+    segment = line[:start]
+    cut = [m.end() for m in SEPARATOR.finditer(segment)]
+    segment = segment[cut[-1]:] if cut else segment
+    words = segment.split()
+    if 1 <= len(words) <= 4 and NAME_WORD.match(words[0]) and not words[0][0].islower() or (
+            len(words) == 1 and NAME_WORD.match(words[0])):
+        return " ".join(words)
+    run: list[str] = []
+    for word in reversed(words):
+        if not NAME_WORD.match(word) or word[0].islower() or len(run) == 4:
+            break
+        run.insert(0, word)
+    return " ".join(run)
+
+
+def legal_names(lines: list[str]) -> list[tuple[int, str]]:
+    """(line number, "Name Legal-form") for each company name with a legal form."""
+    found = []
+    for index, line in enumerate(lines):
+        for m in LEGAL.finditer(line):
+            name = _name_before(line, m.start())
+            if not name or name.isdigit():
+                continue
+            full = f"{name}{', ' if ',' in m['sep'] else ' '}{m['form']}"
+            rest = line[m.end():].strip()
+            if re.fullmatch(r"[A-ZÀ-Þ][a-zà-ÿ]{2,}", rest):
+                full = f"{full} {rest}"  # "Rohstoff AG Salzgitter": a seat written after the form
+            found.append((index, " ".join(full.split())))
+    return found
+
+
+def _email_hint(name: str, emails: list[tuple[str, str]]) -> bool:
+    """Whether a sender-looking e-mail address names this party (domain or local part)."""
+    words = [w for w in re.sub(r"[^\w]+", " ", key(name)).split() if len(w) >= 4]
+    compact = key(name).replace(" ", "")
+    for local, domain in emails:
+        label = domain.split(".")[-2] if "." in domain else domain
+        haystacks = [local.casefold()] + ([] if label in FREE_MAIL else [label.casefold().replace("-", "")])
+        for hay in haystacks:
+            if compact and (compact in hay or hay in compact and len(hay) >= 5):
+                return True
+            if any(len(w) >= 5 and w in hay for w in words):
+                return True
+    return False
+
+
+def _windows(lines: list[str], pattern: re.Pattern[str], span: int) -> set[int]:
+    marked: set[int] = set()
+    for index, line in enumerate(lines):
+        if pattern.search(line):
+            marked.update(range(index, min(index + span + 1, len(lines))))
+    return marked
+
+
+def _cue_names(lines: list[str]) -> list[tuple[int, str, float]]:
+    """Names that a seller or account-holder cue points at, with the cue's weight."""
+    found = []
+    for index, line in enumerate(lines):
+        if SELLER.match(line):
+            for below in range(index + 1, min(index + 4, len(lines))):
+                text = lines[below].strip()
+                if LEGAL.search(text) or PERSON_LINE.match(text):
+                    found.append((below, text, 5.0))
+                    break
+        holder = HOLDER.search(line)
+        if holder:
+            found.append((index, holder.group(1).strip(" .,:"), 3.0))
+    return found
+
+
+def find_party(text: str, emails: list[str]) -> tuple[str, list[str]]:
+    """(the issuer or "", the organisations named, issuer first)."""
+    lines = text.split("\n")
+    addresses = [(e.split("@")[0], e.split("@")[1].casefold()) for e in emails if "@" in e]
+    header = FROM_HEADER.search(text)
+    candidates: dict[str, Candidate] = {}
+
+    def add(index: int, name: str, score: float) -> None:
+        name = name.strip(" ,:;")
+        if len(name) < 2 or len(name) > 80 or not any(c.isalpha() for c in name):
+            return
+        entry = candidates.setdefault(key(name), Candidate(name))
+        entry.score += score
+        entry.lines.append(index)
+
+    if header:
+        display, address = header.group(1).strip(), (header.group(2) or "").strip()
+        if display and "@" not in display:
+            add(0, display, 8.0)
+        elif "@" in (address or display):
+            domain = (address or display).split("@")[1].split(".")[0]
+            if domain not in FREE_MAIL:
+                add(0, domain.capitalize(), 6.0)
+    for index, name in legal_names(lines):
+        add(index, name, 2.0)
+    for index, name, weight in _cue_names(lines):
+        add(index, name, weight)
+    for index, line in enumerate(lines):
+        person = PERSON_LINE.match(line)
+        if person and (index < 6 or _email_hint(person.group(1), addresses)):
+            add(index, person.group(1), 0.5)
+    _score(candidates, lines, addresses)
+    ranked = sorted(candidates.values(), key=lambda c: (-c.score, min(c.lines)))
+    keys = [key(c.name) for c in ranked]
+    organizations = [c.name for c, k in zip(ranked, keys) if LEGAL.search(" " + c.name)
+                     and not any(k != other and k.endswith(" " + other) for other in keys)]
+    party = ranked[0].name if ranked and ranked[0].score >= MIN_SCORE else ""
+    return party, organizations[:10]
+
+
+def _score(candidates: dict[str, Candidate], lines: list[str], addresses: list[tuple[str, str]]) -> None:
+    recipient = _windows(lines, RECIPIENT, 3)
+    total = len(lines)
+    counts: defaultdict[str, int] = defaultdict(int)
+    lowered = "\n".join(lines).casefold()
+    for k, entry in candidates.items():
+        counts[k] = lowered.count(entry.name.casefold())
+        entry.score += min(counts[k] - 1, 3) * 1.0
+        if _email_hint(entry.name, addresses):
+            entry.score += 3.0
+        if any(i < 6 or i >= total - 8 for i in entry.lines):
+            entry.score += 1.0
+        if any(re.search(r"\s[|•●·-]\s|\s{3,}●", lines[i]) for i in entry.lines):
+            entry.score += 1.0  # a return-address line: "Name GmbH | Street 1 | City"
+        if all(i in recipient for i in entry.lines):
+            entry.score -= 6.0
+        if BANK.search(entry.name):
+            entry.score -= 3.0
