@@ -20,20 +20,26 @@ PERSON_CUES = re.compile(r"(?im)^(?:from|sender|signed|sincerely|regards|best re
                          r"([A-Z][a-z]+(?: [A-Z][a-z]+){1,2})")
 FROM_PERSON = re.compile(r"(?im)^from:\s*\"?([^<\n\"@]+?)\"?\s*(?:<[^>]+>)?\s*$")
 LANGUAGE_WORDS = {
-    "de": re.compile(r"(?<!\w)(?:und|der|die|das|rechnung\w*|bitte|summe|datum|betrag|ust|mwst)(?!\w)", re.I),
-    "fr": re.compile(r"(?<!\w)(?:le|la|les|des|et|facture|montant|date\s+de|tva|ttc|paiement)(?!\w)", re.I),
-    "nl": re.compile(r"(?<!\w)(?:het|een|van|voor|factuur\w*|bedrag|btw|totaal|datum)(?!\w)", re.I),
-    "en": re.compile(r"(?<!\w)(?:the|and|of|for|invoice|total|amount|date|due|please|tax)(?!\w)", re.I),
+    "de": r"und|der|die|das|rechnung\w*|bitte|summe|betrag|ust|mwst|zahlbar|gesamt\w*",
+    "fr": r"le|la|les|des|et|facture|montant|date\s+de|tva|ttc|paiement",
+    "nl": r"het|een|van|voor|factuur\w*|bedrag|btw|totaal|betalen",
+    "en": r"the|and|of|for|invoice|total|amount|date|due|please|tax",
 }
+# one pass over the text, a named group per language
+LANGUAGE = re.compile(r"(?<!\w)(?=[^\W\d_])(?:"
+                      + "|".join(f"(?P<{lang}>{words})" for lang, words in LANGUAGE_WORDS.items())
+                      + r")(?!\w)", re.IGNORECASE)
 FALLBACK_CURRENCY = {"en": "USD", "de": "EUR", "fr": "EUR", "nl": "EUR"}
 MAX_SUMMARY_CHARS = 240
 SPACES = re.compile(r"[\u00a0\u2007\u202f]")
 
 
 def language(text: str) -> str:
-    """en, de, fr or nl: the language whose common words occur most."""
-    sample = text[:4000]
-    return max(LANGUAGE_WORDS, key=lambda lang: len(LANGUAGE_WORDS[lang].findall(sample)))
+    """en, de, fr or nl: the language whose common words occur most (English on a tie)."""
+    counts = dict.fromkeys(("en", "de", "fr", "nl"), 0)
+    for m in LANGUAGE.finditer(text, 0, 4000):
+        counts[m.lastgroup or "en"] += 1
+    return max(counts, key=lambda lang: counts[lang])
 
 
 def _unique(items: list[str], limit: int = 10) -> list[str]:

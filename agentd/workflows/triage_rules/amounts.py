@@ -11,8 +11,9 @@ CODES = ("EUR", "USD", "GBP", "INR", "CHF", "PLN", "SEK", "NOK", "DKK", "JPY", "
 _CUR = r"€|\$|£|₹|¥|\b(?:" + "|".join(CODES) + r"|Rs\.?|euros?)(?![A-Za-z])"
 _NUM = (r"(?:[-−][ \t]?)?(?:\d{1,3}(?:[.,'\u00a0\u202f]\d{3})+(?:[.,]\d{1,4})?|\d{1,3}(?: \d{3})+,\d{2}"
         r"|\d+(?:[.,]\d{1,4})?)")
-MONEY = re.compile(rf"(?:(?P<pre>{_CUR})[ \t]*|(?<![\w.,]))(?P<num>{_NUM})(?![\d.,]?\d)(?!\s*%)[ \t]*(?P<post>{_CUR})?",
-                   re.IGNORECASE)
+# the look-ahead lets every position that cannot start an amount (a space, most letters) fail at once
+MONEY = re.compile(rf"(?=[\dreugicpsndjah€$£₹¥−-])(?:(?P<pre>{_CUR})[ \t]*|(?<![\w.,]))(?P<num>{_NUM})"
+                   rf"(?![\d.,]?\d)(?!\s*%)[ \t]*(?P<post>{_CUR})?", re.IGNORECASE)
 DECLARED = re.compile(r"(?:rechnungswährung|währung|currency|devise|valuta)\s*:?\s*(?P<code>[A-Z]{3})\b"
                       r"|prices\s+are\s+in\s+(?P<words>US\s+dollars?|euros?|pounds?)", re.IGNORECASE)
 WORDS = {"us dollar": "USD", "us dollars": "USD", "euro": "EUR", "euros": "EUR", "pound": "GBP", "pounds": "GBP"}
@@ -24,7 +25,7 @@ GROSS = (r"grand\s+total|total\s+amount(?:\s+due)?|total\s+for\s+this\s+invoice|
 DUE = (r"total|totaal|summe|amount\s+due|balance\s+due|due\s+payable|zahlbetrag|zu\s+zahlen\w*(?:\s+beitrag)?"
        r"|montant(?:\s+total)?"
        r"|somme\s+à\s+payer|net\s+à\s+payer|solde\s+à\s+payer|te\s+betalen|residual|bedrag|betrag")
-LABEL = re.compile(rf"(?<![\w])(?:(?P<gross>{GROSS})|(?P<due>{DUE}))(?!(?-i:[a-zà-ÿ]))", re.IGNORECASE)
+LABEL = re.compile(rf"(?<![\w])(?=[^\W\d_])(?:(?P<gross>{GROSS})|(?P<due>{DUE}))(?!(?-i:[a-zà-ÿ]))", re.IGNORECASE)
 NOT_TOTAL_BEFORE = re.compile(r"(?:net|tax|vat|tva|sub|netto|steuer|mwst|ust|rabatt|skonto)\W*$", re.IGNORECASE)
 NOT_TOTAL_AFTER = re.compile(r"^\W*(?:ht|hors|excl\w*|exkl\w*|ohne|netto|net|nett|taxes?|tva|vat|btw|ust|mwst"
                              r"|der\s+(?:zu|ab)schl\w*|du\s+prélèvement)(?![\w])", re.IGNORECASE)

@@ -27,7 +27,7 @@ for _number, _names in enumerate((
 _MONTH = r"[^\W\d_]{3,10}"
 _DAY_SUFFIX = r"(?:st|nd|rd|th|er|e)?"
 DATE = re.compile(
-    r"(?<![\d.,/-])(?:"
+    r"(?<![\d.,/-])(?=[^\W_])(?:"
     r"(?P<iy>\d{4})-(?P<im>\d{1,2})-(?P<id>\d{1,2})"
     r"|(?P<na>\d{1,2})(?P<sep>[./-])(?P<nb>\d{1,2})(?P=sep)(?P<ny>\d{4}|\d{2})"
     rf"|(?P<td>\d{{1,2}}){_DAY_SUFFIX}\.?[ \t]*(?:de[ \t]+)?(?P<tm>{_MONTH})\.?,?[ \t]+(?P<ty>\d{{4}})"
@@ -44,7 +44,7 @@ OTHER = re.compile(
     r"(due|payable|until|by|before|bis(?:\s+zum)?|fällig\w*|zahlungsziel|échéance|limite|prélèvement"
     r"|vervaldatum|verval|order\s*date|orderdatum|bestelldatum|besteldatum|bestell-datum|aankoopdatum"
     r"|leistungs\S*|liefer\S*|lieferschein\S*|delivery|verzenddatum|auftrag\S*|check\s*(?:in|out)"
-    r"|valid|gültig|période|period|from\s+\S+\s+to)\W*$",
+    r"|valid|gültig|période|period|from\s+\S+\s+to)(?:[\s-]*(?:date|datum|am|le|on|du|vom))?\W*$",
     re.IGNORECASE)
 OWN_AFTER = re.compile(r"^\W*(invoice\s*date|rechnungsdatum|factuurdatum|date\s+de\s+facture|datum)\b",
                        re.IGNORECASE)

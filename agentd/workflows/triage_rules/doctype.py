@@ -27,7 +27,7 @@ DOC_TYPES: tuple[tuple[str, str], ...] = (
                r"|geachte|met\s+vriendelijke\s+groet"),
 )
 # one pass over the text: a named group per type (nine separate patterns cost ~4x more)
-PATTERN = re.compile(r"(?<![\w])(?:" + "|".join(f"(?P<{name}>{words})" for name, words in DOC_TYPES)
+PATTERN = re.compile(r"(?<![\w])(?=[^\W\d_])(?:" + "|".join(f"(?P<{name}>{words})" for name, words in DOC_TYPES)
                      + r")(?!(?-i:[a-zà-ÿ]))", re.IGNORECASE)
 RANK = {name: rank for rank, (name, _) in enumerate(DOC_TYPES)}
 TITLE_BONUS = 3  # a type word in the first lines ("FACTUUR.", "PAYMENT RECEIPT") names the document
@@ -42,7 +42,8 @@ ACTIONS = (
     ("ship", r"please\s+ship|deliver|liefern|livrer|leveren"),
     ("review", r"please\s+review|for\s+your\s+review|approve|prüfen\s+sie|à\s+valider|ter\s+beoordeling"),
 )
-ACTION_PATTERNS = [(name, re.compile(rf"(?<![\w])(?:{words})", re.IGNORECASE)) for name, words in ACTIONS]
+ACTION_PATTERN = re.compile(r"(?<![\w])(?=[^\W\d_])(?:" + "|".join(f"(?P<{name}>{words})" for name, words in ACTIONS)
+                            + ")", re.IGNORECASE)
 PAID = re.compile(r"bereits\s+beglichen|already\s+paid|vooruitbetaald|betaald\s+met|paid\s+through"
                   r"|wird\s+von\s+nachfolgendem\s+konto\s+abgebucht|sera\s+prélevée|payment\s+received",
                   re.IGNORECASE)
@@ -60,9 +61,9 @@ def classify(text: str) -> tuple[str, int]:
     """(document type, the evidence count behind it); "other" with 0 when nothing points anywhere."""
     title = "\n".join(text.split("\n", TITLE_LINES)[:TITLE_LINES])
     scores = _counts(text)
-    for name in _counts(title):
-        if name not in ("email", "letter"):
-            scores[name] += TITLE_BONUS
+    heading = next((m.lastgroup for m in PATTERN.finditer(title) if m.lastgroup not in ("email", "letter")), None)
+    if heading:
+        scores[heading] += TITLE_BONUS
     if not scores:
         return "other", 0
     best = min(scores, key=lambda name: (-scores[name], RANK[name]))
@@ -71,11 +72,10 @@ def classify(text: str) -> tuple[str, int]:
 
 def requested_action(text: str, doc_type: str) -> str:
     """What the document asks of its reader: pay, reply, refund, sign, ship, review or none."""
-    for name, pattern in ACTION_PATTERNS:
-        if pattern.search(text):
-            if name == "pay" and PAID.search(text):
-                continue
-            return name
-    if doc_type == "invoice" and not PAID.search(text):
-        return "pay"
-    return "none"
+    asked = {m.lastgroup for m in ACTION_PATTERN.finditer(text)}
+    paid = PAID.search(text) is not None
+    if paid:
+        asked.discard("pay")
+    elif doc_type == "invoice":
+        asked.add("pay")
+    return next((name for name, _ in ACTIONS if name in asked), "none")

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections import defaultdict
+from itertools import accumulate
 from dataclasses import dataclass, field
 
 LEGAL_FORMS = (r"GmbH\s*&\s*Co\.?\s*KG|GmbH|GMBH|Gmbh|gGmbH|AG|KG|KGaA|OHG|UG|e\.\s?K\.|e\.V\.|a\.G\.|VVaG|mbH"
@@ -10,20 +12,21 @@ LEGAL_FORMS = (r"GmbH\s*&\s*Co\.?\s*KG|GmbH|GMBH|Gmbh|gGmbH|AG|KG|KGaA|OHG|UG|e\
                r"|Inc\.?|INC\.?|Incorporated|Corp\.?|Corporation|plc|PLC"
                r"|S\.A\.S\.?|SAS|SASU|SARL|Sarl|S\.à\s?r\.l\.|S\.A\.|SA|EURL"
                r"|B\.V\.|BV|b\.v\.|N\.V\.|NV|n\.v\.|V\.O\.F\.|VOF|S\.L\.|S\.r\.l\.|Srl|S\.p\.A\.|SpA|Oy|AB|A/S|ApS")
-LEGAL = re.compile(rf"(?P<sep>,?[ \t]+)(?P<form>{LEGAL_FORMS})(?![\w&])")
+# (?<![ \t]) and ++: a run of spaces is tried once, not once per space (tables are full of them)
+LEGAL = re.compile(rf"(?P<sep>,?(?<![ \t])[ \t]++)(?P<form>{LEGAL_FORMS})(?![\w&])")
 SEPARATOR = re.compile(r"(?:^|[|•●·:;()\[\]]|\s[-–]\s|\s{2,}|\t)")
 NAME_WORD = re.compile(r"^(?:[A-ZÀ-Þ][\w&'.+-]*|[0-9]+&[0-9]+|[a-z][\w-]*\.[a-z]{2,}|&|und|and|et|en|de|du|van|der)$")
 EMAIL = re.compile(r"[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
 FROM_HEADER = re.compile(r"(?im)^(?:from|von|de|van)\s*:\s*\"?([^<\n\"]*?)\"?\s*(?:<([^>\n]+)>)?\s*$")
-SELLER = re.compile(r"(?im)^\W*(?:verkäufer|seller|vendor|supplier|lieferant|service\s+provider|sold\s+by"
-                    r"|leverancier|vendeur|fournisseur|émetteur|rechnungssteller)\b\W*$")
+SELLER = re.compile(r"(?im)^[ \t]*(?:verkäufer|seller|vendor|supplier|lieferant|service\s+provider|sold\s+by"
+                    r"|leverancier|vendeur|fournisseur|émetteur|rechnungssteller)\b[ \t:]*$")
 HOLDER = re.compile(r"(?im)(?:kontoinhaber|kontoname|account\s+(?:holder|name)|titulaire\s+du\s+compte"
-                    r"|rekeninghouder|ten\s+name\s+van|payable\s+to)\s*:?\s*([^\n]{2,60})$")
+                    r"|rekeninghouder|ten\s+name\s+van|payable\s+to)[ \t]*:?[ \t]*([^\n]{2,60})$")
 RECIPIENT = re.compile(r"(?im)(?<![\w])(?:bill(?:ed)?\s+to|ship\s+to|sold\s+to|invoice\s+to|deliver\s+to|käufer"
                        r"|leistungsempfänger|rechnungsempfänger|warenempfänger|empfänger|kunde\b|customer"
                        r"|buyer|client\b|adresse\s+de\s+(?:livraison|facturation)|factuuradres|afleveradres"
                        r"|delivery\s+address|guest\s+name|attn|t\.a\.v\.|z\.\s?hd\.|an:|to:|à\s*:|aan:)")
-PERSON_LINE = re.compile(r"^\s*([A-ZÀ-Þ][a-zà-ÿ]+(?:[ -][A-ZÀ-Þ][a-zà-ÿ]+){1,2})\s*$")
+PERSON_LINE = re.compile(r"^[ \t]*([A-ZÀ-Þ][a-zà-ÿ]+(?:[ -][A-ZÀ-Þ][a-zà-ÿ]+){1,2})[ \t]*$", re.MULTILINE)
 FREE_MAIL = frozenset({"gmail", "googlemail", "yahoo", "hotmail", "outlook", "live", "gmx", "web", "aol",
                        "icloud", "example", "localhost", "fake", "mail", "t-online", "orange", "free"})
 MIN_SCORE = 2.0  # below it no candidate is believable: the party stays empty
@@ -95,33 +98,41 @@ def _email_hint(name: str, emails: list[tuple[str, str]]) -> bool:
     return False
 
 
-def _windows(lines: list[str], pattern: re.Pattern[str], span: int) -> set[int]:
+def _hits(pattern: re.Pattern[str], text: str, starts: list[int]) -> list[tuple[int, re.Match[str]]]:
+    """(line number, match) for each match of a multi-line pattern: one pass over the text."""
+    return [(bisect_right(starts, m.start()) - 1, m) for m in pattern.finditer(text)]
+
+
+def _windows(lines: list[str], heads: list[int], span: int) -> set[int]:
+    """The lines a cue (such as "Bill to") heads: its own and up to `span` below, to a blank line."""
     marked: set[int] = set()
-    for index, line in enumerate(lines):
-        if pattern.search(line):
-            marked.update(range(index, min(index + span + 1, len(lines))))
+    for index in heads:
+        marked.add(index)
+        for below in range(index + 1, min(index + span + 1, len(lines))):
+            if not lines[below].strip():
+                break
+            marked.add(below)
     return marked
 
 
-def _cue_names(lines: list[str]) -> list[tuple[int, str, float]]:
+def _cue_names(text: str, lines: list[str], starts: list[int]) -> list[tuple[int, str, float]]:
     """Names that a seller or account-holder cue points at, with the cue's weight."""
     found = []
-    for index, line in enumerate(lines):
-        if SELLER.match(line):
-            for below in range(index + 1, min(index + 4, len(lines))):
-                text = lines[below].strip()
-                if LEGAL.search(text) or PERSON_LINE.match(text):
-                    found.append((below, text, 5.0))
-                    break
-        holder = HOLDER.search(line)
-        if holder:
-            found.append((index, holder.group(1).strip(" .,:"), 3.0))
+    for index, _ in _hits(SELLER, text, starts):
+        for below in range(index + 1, min(index + 4, len(lines))):
+            candidate = lines[below].strip()
+            if LEGAL.search(candidate) or PERSON_LINE.match(candidate):
+                found.append((below, candidate, 5.0))
+                break
+    for index, holder in _hits(HOLDER, text, starts):
+        found.append((index, holder.group(1).strip(" .,:"), 3.0))
     return found
 
 
 def find_party(text: str, emails: list[str]) -> tuple[str, list[str]]:
     """(the issuer or "", the organisations named, issuer first)."""
     lines = text.split("\n")
+    starts = list(accumulate((len(line) + 1 for line in lines[:-1]), initial=0))
     addresses = [(e.split("@")[0], e.split("@")[1].casefold()) for e in emails if "@" in e]
     header = FROM_HEADER.search(text)
     candidates: dict[str, Candidate] = {}
@@ -144,13 +155,13 @@ def find_party(text: str, emails: list[str]) -> tuple[str, list[str]]:
                 add(0, domain.capitalize(), 6.0)
     for index, name in legal_names(lines):
         add(index, name, 2.0)
-    for index, name, weight in _cue_names(lines):
+    for index, name, weight in _cue_names(text, lines, starts):
         add(index, name, weight)
-    for index, line in enumerate(lines):
-        person = PERSON_LINE.match(line)
-        if person and (index < 6 or _email_hint(person.group(1), addresses)):
+    for index, person in _hits(PERSON_LINE, text, starts):
+        if index < 6 or _email_hint(person.group(1), addresses):
             add(index, person.group(1), 0.5)
-    _score(candidates, lines, addresses)
+    recipient = _windows(lines, [index for index, _ in _hits(RECIPIENT, text, starts)], 3)
+    _score(candidates, lines, addresses, recipient)
     ranked = sorted(candidates.values(), key=lambda c: (-c.score, min(c.lines)))
     keys = [key(c.name) for c in ranked]
     organizations = [c.name for c, k in zip(ranked, keys) if LEGAL.search(" " + c.name)
@@ -159,8 +170,8 @@ def find_party(text: str, emails: list[str]) -> tuple[str, list[str]]:
     return party, organizations[:10]
 
 
-def _score(candidates: dict[str, Candidate], lines: list[str], addresses: list[tuple[str, str]]) -> None:
-    recipient = _windows(lines, RECIPIENT, 3)
+def _score(candidates: dict[str, Candidate], lines: list[str], addresses: list[tuple[str, str]],
+           recipient: set[int]) -> None:
     total = len(lines)
     counts: defaultdict[str, int] = defaultdict(int)
     lowered = "\n".join(lines).casefold()
