@@ -28,6 +28,7 @@ def test_a_date_in_any_common_form_is_returned_as_iso(written: str) -> None:
     ("1er juillet 2015", "2015-07-01"), ("7. Mai 2014", "2014-05-07"), ("29 maart 2014", "2014-03-29"),
     ("19 oktober 2015", "2015-10-19"), ("17. Dezember 2018", "2018-12-17"), ("2 février 2020", "2020-02-02"),
     ("1 mei 2021", "2021-05-01"), ("March 1st 2022", "2022-03-01"), ("31/12/2017", "2017-12-31"),
+    ("28 Jan 15", "2015-01-28"),
 ])
 def test_month_names_in_english_german_french_and_dutch(written: str, iso: str) -> None:
     assert find_dates(written) == [iso]
@@ -77,6 +78,11 @@ def test_the_documents_own_date_in_each_language(text: str, own: str) -> None:
 
 def test_with_no_label_the_first_date_that_is_not_a_due_date_is_the_documents() -> None:
     assert find_dates("Payable until 2024-02-01\n2024-01-15\n2024-01-20")[0] == "2024-01-15"
+    assert find_dates("Credits will expire on 28 Jan 2016.\nOrder: 28 Jan 15")[0] == "2015-01-28"
+
+
+def test_a_word_that_is_no_month_does_not_hide_the_date_after_it() -> None:
+    assert find_dates("Rechnung Nr. 42 vom 05.03.2018") == ["2018-03-05"]
 
 
 # -- amounts ----------------------------------------------------------------------------------
@@ -177,6 +183,12 @@ def test_a_name_with_no_legal_form_is_found_by_the_account_holder_or_the_email()
     assert find_party("Facture 12\nTitulaire du compte : NETPRESSE\n", [])[0] == "NETPRESSE"
     text = "INVOICE\nSammy Maystone\nsmaystone4@fake.com\nBill To\nTaylor Riddel\ntriddel9@fake.com\n"
     assert find_party(text, ["smaystone4@fake.com", "triddel9@fake.com"])[0] == "Sammy Maystone"
+
+
+def test_a_letterhead_name_over_an_address_is_the_issuer() -> None:
+    text = "Tax Invoice\nEnvato\nABN: 11 119 159 741\nPO Box 16122\nTo: iViveLabs Ltd Order date: 28 Jan 15\n"
+    assert find_party(text, [])[0] == "Envato"
+    assert find_party("Page 1\nNordlicht Design\nHafenstraße 3\n20095 Hamburg\n", [])[0] == "Nordlicht Design"
 
 
 def test_a_bank_is_not_the_issuer_and_no_party_is_better_than_a_guess() -> None:

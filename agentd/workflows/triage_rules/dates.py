@@ -30,7 +30,7 @@ DATE = re.compile(
     r"(?<![\d.,/-])(?=[^\W_])(?:"
     r"(?P<iy>\d{4})-(?P<im>\d{1,2})-(?P<id>\d{1,2})"
     r"|(?P<na>\d{1,2})(?P<sep>[./-])(?P<nb>\d{1,2})(?P=sep)(?P<ny>\d{4}|\d{2})"
-    rf"|(?P<td>\d{{1,2}}){_DAY_SUFFIX}\.?[ \t]*(?:de[ \t]+)?(?P<tm>{_MONTH})\.?,?[ \t]+(?P<ty>\d{{4}})"
+    rf"|(?P<td>\d{{1,2}}){_DAY_SUFFIX}\.?[ \t]*(?:de[ \t]+)?(?P<tm>{_MONTH})\.?,?[ \t]+(?P<ty>\d{{4}}|\d{{2}})"
     rf"|(?<![^\W\d_])(?P<mm>{_MONTH})\.?[ \t]+(?P<md>\d{{1,2}}){_DAY_SUFFIX}[ \t]*,?[ \t]*(?P<my>\d{{4}})"
     r")(?![\d])")
 
@@ -44,7 +44,7 @@ OTHER = re.compile(
     r"(due|payable|until|by|before|bis(?:\s+zum)?|fällig\w*|zahlungsziel|échéance|limite|prélèvement"
     r"|vervaldatum|verval|order\s*date|orderdatum|bestelldatum|besteldatum|bestell-datum|aankoopdatum"
     r"|leistungs\S*|liefer\S*|lieferschein\S*|delivery|verzenddatum|auftrag\S*|check\s*(?:in|out)"
-    r"|valid|gültig|période|period|from\s+\S+\s+to)(?:[\s-]*(?:date|datum|am|le|on|du|vom))?\W*$",
+    r"|valid|gültig|période|period|expir\w*|verloopt|verfällt|from\s+\S+\s+to)(?:[\s-]*(?:date|datum|am|le|on|du|vom))?\W*$",
     re.IGNORECASE)
 OWN_AFTER = re.compile(r"^\W*(invoice\s*date|rechnungsdatum|factuurdatum|date\s+de\s+facture|datum)\b",
                        re.IGNORECASE)
@@ -76,7 +76,7 @@ def _ymd(m: re.Match[str], month_first: bool) -> tuple[int, int, int] | None:
         return _year(m["ny"]), b, a
     if m["tm"]:
         month = MONTHS.get(m["tm"].lower())
-        return (int(m["ty"]), month, int(m["td"])) if month else None
+        return (_year(m["ty"]), month, int(m["td"])) if month else None
     month = MONTHS.get(m["mm"].lower())
     return (int(m["my"]), month, int(m["md"])) if month else None
 
@@ -101,10 +101,13 @@ def scan(text: str, month_first: bool = False) -> tuple[list[Found], list[tuple[
     """Every valid date in the text, in order, with how surely it is the document's own; and the
     spans of all of them (so the amount scanner can skip their digits)."""
     found, spans = [], []
-    for m in DATE.finditer(text):
+    position = 0
+    while (m := DATE.search(text, position)) is not None:
         parts = _ymd(m, month_first)
-        if parts is None:
+        if parts is None:  # a word that is no month: "42 vom 05.03.2018" must still find the date
+            position = m.start() + 1
             continue
+        position = m.end()
         year, month, day = parts
         if not 1970 <= year <= 2100:
             continue

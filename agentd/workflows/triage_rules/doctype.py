@@ -8,7 +8,7 @@ DOC_TYPES: tuple[tuple[str, str], ...] = (
     ("invoice", r"invoices?|tax\s+invoice|bill\s+to|amount\s+due|payment\s+terms|credit\s+note"
                 r"|\w*rechnung\w*|gutschrift|zahlungsziel|zahlbar"
                 r"|factures?|avoir|montant\s+ttc|total\s+ttc|conditions\s+de\s+paiement"
-                r"|factu(?:u)?r\w*|creditnota|btw"),
+                r"|factu(?:u)?r\w*|creditnota|btw|faktura|fattura|factura"),
     ("receipt", r"receipt|payment\s+received|thank\s+you\s+for\s+your\s+purchase|paid\s+with|transaction\s+id"
                 r"|quittung|kassenbon|kassenbeleg|zahlungsbestätigung|reçu|ticket\s+de\s+caisse|kassabon"
                 r"|betaalbewijs|kwitantie"),

@@ -29,7 +29,14 @@ RECIPIENT = re.compile(r"(?im)(?<![\w])(?:bill(?:ed)?\s+to|ship\s+to|sold\s+to|i
 PERSON_LINE = re.compile(r"^[ \t]*([A-ZÀ-Þ][a-zà-ÿ]+(?:[ -][A-ZÀ-Þ][a-zà-ÿ]+){1,2})[ \t]*$", re.MULTILINE)
 FREE_MAIL = frozenset({"gmail", "googlemail", "yahoo", "hotmail", "outlook", "live", "gmx", "web", "aol",
                        "icloud", "example", "localhost", "fake", "mail", "t-online", "orange", "free"})
+# a letterhead: a short capitalised line near the top, over an address or a registration number
+LETTERHEAD_LINES = 5
+LETTERHEAD_NAME = re.compile(r"^[ \t]*([A-ZÀ-Þ][\w&'.-]*(?:[ \t]+[A-ZÀ-Þ&][\w&'.-]*){0,3})[ \t]*$")
+ADDRESS_CUE = re.compile(r"\b(?:ABN|ACN|VAT|USt|UID|TVA|SIRET|SIREN|KvK|BTW|GST|P\.?\s?O\.?\s+Box|Postfach"
+                         r"|\d{4,5}\s+[A-ZÀ-Þ][a-zà-ÿ]+)|(?:str\.|straße|strasse|street|road|weg|laan|rue)\b", re.I)
 MIN_SCORE = 2.0  # below it no candidate is believable: the party stays empty
+TYPE_WORD = re.compile(r"invoice|rechnung|facture|factuur|receipt|quittung|reçu|order|bestellung|commande"
+                       r"|contract|vertrag|contrat|page|seite|tax|date|datum", re.IGNORECASE)
 BANK = re.compile(r"\b(?:bank|banque|sparkasse|volksbank|raiffeisen)\b", re.IGNORECASE)
 
 
@@ -129,6 +136,18 @@ def _cue_names(text: str, lines: list[str], starts: list[int]) -> list[tuple[int
     return found
 
 
+def _letterhead(lines: list[str]) -> list[tuple[int, str]]:
+    """Short capitalised lines among the first non-empty ones with an address right below."""
+    found = []
+    shown = [i for i, line in enumerate(lines) if line.strip()][:LETTERHEAD_LINES]
+    for index in shown:
+        name = LETTERHEAD_NAME.match(lines[index])
+        below = " ".join(lines[index + 1:index + 3])
+        if name and ADDRESS_CUE.search(below) and not TYPE_WORD.search(name.group(1)):
+            found.append((index, name.group(1)))
+    return found
+
+
 def find_party(text: str, emails: list[str]) -> tuple[str, list[str]]:
     """(the issuer or "", the organisations named, issuer first)."""
     lines = text.split("\n")
@@ -157,6 +176,8 @@ def find_party(text: str, emails: list[str]) -> tuple[str, list[str]]:
         add(index, name, 2.0)
     for index, name, weight in _cue_names(text, lines, starts):
         add(index, name, weight)
+    for index, name in _letterhead(lines):
+        add(index, name, 1.0)
     for index, person in _hits(PERSON_LINE, text, starts):
         if index < 6 or _email_hint(person.group(1), addresses):
             add(index, person.group(1), 0.5)
