@@ -81,6 +81,15 @@ def test_with_no_label_the_first_date_that_is_not_a_due_date_is_the_documents() 
     assert find_dates("Credits will expire on 28 Jan 2016.\nOrder: 28 Jan 15")[0] == "2015-01-28"
 
 
+def test_the_noun_before_vom_du_or_of_says_whose_date_it_is() -> None:
+    text = "Rechnung gemäß Bestellung Nr. 2018-471331 vom 01.03.2018.\nHandelsrechnung (380) 05.06.2018 Nr. 471102"
+    assert find_dates(text)[0] == "2018-06-05"
+    assert find_dates("Verordnung von Dr. Heilerin vom 05.09.2018\nRechnung Nr. R18-31 vom 03.10.2018")[0] == \
+        "2018-10-03"
+    assert find_dates("Beitragsrechnung Nr. 7 11. März 2014\nRechnungszeitraum: 01.04.2014 - 30.06.2014")[0] == \
+        "2014-03-11"
+
+
 def test_a_word_that_is_no_month_does_not_hide_the_date_after_it() -> None:
     assert find_dates("Rechnung Nr. 42 vom 05.03.2018") == ["2018-03-05"]
 
@@ -153,7 +162,7 @@ def test_percentages_and_dates_are_not_amounts() -> None:
     "Acme Widgets Ltd", "Acme Widgets Ltd.", "Nordwind GmbH", "Van Dijk B.V.", "Coolblue B.V.", "bol.com b.v.",
     "Transportes Lopez S.A.", "Stark Industries, Inc.", "Au bon moulin SARL", "Free SAS", "QualityHosting AG",
     "Initech LLC", "Globex plc", "Philips N.V.", "WS Retail Services Pvt. Ltd", "Oravel Stays Private Limited",
-    "Metallbau Leipzig GmbH & Co. KG", "Versicherungsverein Musterstadt a.G.",
+    "Metallbau Leipzig GmbH & Co. KG", "Grundbesitz GmbH & Co.", "Versicherungsverein Musterstadt a.G.",
 ])
 def test_a_company_name_is_recognised_by_its_legal_form(name: str) -> None:
     party, organizations = find_party(f"{name}\nMain Street 1\n12345 Town\n", [])
@@ -172,6 +181,8 @@ def test_the_seller_wins_over_the_customer_it_is_addressed_to() -> None:
     assert find_party(text, [])[0] == "Seller Widgets GmbH"
     assert find_party("Verkäufer:\nNummer : 1\nRohstoff AG Salzgitter\nKäufer:\nKunden AG Mitte\n", [])[0] == \
         "Rohstoff AG Salzgitter"
+    assert find_party("Verkäufer\nNummer: 549910\nName: Lieferant GmbH\nKäufer\nName: Kunden AG Mitte\n", [])[0] == \
+        "Lieferant GmbH"
 
 
 def test_the_senders_email_domain_picks_the_issuer_among_several_companies() -> None:

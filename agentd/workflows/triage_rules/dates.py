@@ -38,13 +38,19 @@ DATE = re.compile(
 OWN = re.compile(
     r"(invoice\s*date|date\s+of\s+(?:the\s+)?invoice|date\s+d[e']\s*(?:la\s+)?facture|date\s+facture"
     r"|rechnungsdatum|belegdatum|beleg-datum|factuurdatum|factuur\s+datum|dated|issued(?:\s+(?:at|on))?"
-    r"|(?<![a-z])(?:date|datum|le)\s*:?|(?<![a-z])(?:vom|von|du|of|from)\s*)\s*$",
+    r"|(?<![a-z])(?:date|datum|le)\s*:?)\s*$",
     re.IGNORECASE)
+# "vom", "du", "of": whose date it is depends on the noun before ("Rechnung Nr. 5 vom" / "Bestellung vom")
+PREPOSITION = re.compile(r"(?<![a-z])(?:vom|von|du|of|from|issued\s+at)\s*$", re.IGNORECASE)
+INVOICE_NOUN = re.compile(r"rechnung|invoice|factu|gutschrift|avoir|credit|beleg|quittung|receipt|reçu|kassabon",
+                          re.IGNORECASE)
+OTHER_NOUN = re.compile(r"bestell|order|commande|lieferschein|auftrag|verordnung|vertrag|contract|contrat"
+                        r"|betriebskosten|gemäß|according|suivant", re.IGNORECASE)
 OTHER = re.compile(
     r"(due|payable|until|by|before|bis(?:\s+zum)?|fällig\w*|zahlungsziel|échéance|limite|prélèvement"
     r"|vervaldatum|verval|order\s*date|orderdatum|bestelldatum|besteldatum|bestell-datum|aankoopdatum"
     r"|leistungs\S*|liefer\S*|lieferschein\S*|delivery|verzenddatum|auftrag\S*|check\s*(?:in|out)"
-    r"|valid|gültig|période|period|expir\w*|verloopt|verfällt|from\s+\S+\s+to)(?:[\s-]*(?:date|datum|am|le|on|du|vom))?\W*$",
+    r"|valid|gültig|période|period|\w*zeitraum|expir\w*|verloopt|verfällt|from\s+\S+\s+to)(?:[\s-]*(?:date|datum|am|le|on|du|vom))?\W*$",
     re.IGNORECASE)
 OWN_AFTER = re.compile(r"^\W*(invoice\s*date|rechnungsdatum|factuurdatum|date\s+de\s+facture|datum)\b",
                        re.IGNORECASE)
@@ -81,20 +87,32 @@ def _ymd(m: re.Match[str], month_first: bool) -> tuple[int, int, int] | None:
     return (int(m["my"]), month, int(m["md"])) if month else None
 
 
-def _weight(text: str, start: int, end: int) -> int:
+def _context(text: str, start: int, end: int) -> tuple[str, str]:
+    """The text before a date on its line (or the line above, when the date starts its line and
+    nothing after it is a label) and the text after it on its line."""
     line_start = text.rfind("\n", 0, start) + 1
     line_end = text.find("\n", end)
     line_end = len(text) if line_end < 0 else line_end
-    before, after = text[max(line_start, start - 40):start], text[end:min(line_end, end + 30)]
+    before, after = text[max(line_start, start - 80):start], text[end:min(line_end, end + 30)]
     if not before.strip():
         previous = text[max(0, text.rfind("\n", 0, max(line_start - 1, 0)) + 1):max(line_start - 1, 0)]
         if not after.strip() or not (OWN_AFTER.search(after) or OTHER_AFTER.search(after)):
-            before = previous[-40:]
+            before = previous[-80:]
+    return before, after
+
+
+def _weight(text: str, start: int, end: int) -> int:
+    before, after = _context(text, start, end)
     if OWN_AFTER.search(after):
         return 2
     if OTHER_AFTER.search(after) or OTHER.search(before):
         return 0
-    return 2 if OWN.search(before) else 1
+    if OWN.search(before):
+        return 2
+    invoice, other = INVOICE_NOUN.search(before), OTHER_NOUN.search(before)
+    if PREPOSITION.search(before):
+        return 0 if other else (2 if invoice else 1)
+    return 2 if invoice and not other else 1
 
 
 def scan(text: str, month_first: bool = False) -> tuple[list[Found], list[tuple[int, int]]]:

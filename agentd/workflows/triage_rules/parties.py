@@ -7,7 +7,7 @@ from collections import defaultdict
 from itertools import accumulate
 from dataclasses import dataclass, field
 
-LEGAL_FORMS = (r"GmbH\s*&\s*Co\.?\s*KG|GmbH|GMBH|Gmbh|gGmbH|AG|KG|KGaA|OHG|UG|e\.\s?K\.|e\.V\.|a\.G\.|VVaG|mbH"
+LEGAL_FORMS = (r"GmbH\s*&\s*Co\.?\s*KG|GmbH\s*&\s*Co\.|GmbH|GMBH|Gmbh|gGmbH|AG|KG|KGaA|OHG|UG|e\.\s?K\.|e\.V\.|a\.G\.|VVaG|mbH"
                r"|Pvt\.?\s*Ltd\.?|Private\s+Limited|PRIVATE\s+LIMITED|Ltd\.?|LTD\.?|Limited|LIMITED|LLC|LLP"
                r"|Inc\.?|INC\.?|Incorporated|Corp\.?|Corporation|plc|PLC"
                r"|S\.A\.S\.?|SAS|SASU|SARL|Sarl|S\.à\s?r\.l\.|S\.A\.|SA|EURL"
@@ -34,6 +34,7 @@ LETTERHEAD_LINES = 5
 LETTERHEAD_NAME = re.compile(r"^[ \t]*([A-ZÀ-Þ][\w&'.-]*(?:[ \t]+[A-ZÀ-Þ&][\w&'.-]*){0,3})[ \t]*$")
 ADDRESS_CUE = re.compile(r"\b(?:ABN|ACN|VAT|USt|UID|TVA|SIRET|SIREN|KvK|BTW|GST|P\.?\s?O\.?\s+Box|Postfach"
                          r"|\d{4,5}\s+[A-ZÀ-Þ][a-zà-ÿ]+)|(?:str\.|straße|strasse|street|road|weg|laan|rue)\b", re.I)
+FIELD_LABEL = re.compile(r"^[ \t]*(?:name|firma|company|raison\s+sociale|naam|bedrijf)[ \t]*:[ \t]*", re.I)
 MIN_SCORE = 2.0  # below it no candidate is believable: the party stays empty
 TYPE_WORD = re.compile(r"invoice|rechnung|facture|factuur|receipt|quittung|reçu|order|bestellung|commande"
                        r"|contract|vertrag|contrat|page|seite|tax|date|datum", re.IGNORECASE)
@@ -127,7 +128,7 @@ def _cue_names(text: str, lines: list[str], starts: list[int]) -> list[tuple[int
     found = []
     for index, _ in _hits(SELLER, text, starts):
         for below in range(index + 1, min(index + 4, len(lines))):
-            candidate = lines[below].strip()
+            candidate = FIELD_LABEL.sub("", lines[below]).strip()
             if LEGAL.search(candidate) or PERSON_LINE.match(candidate):
                 found.append((below, candidate, 5.0))
                 break
