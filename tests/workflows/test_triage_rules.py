@@ -133,6 +133,8 @@ def test_the_gross_total_comes_before_net_subtotal_tax_and_what_is_left_to_pay()
 
 
 def test_a_total_without_a_currency_takes_the_documents_currency() -> None:
+    assert find_amounts("Subtotal 573.00\nTotal € Incl. VAT 681.87", fallback_currency="USD")[0] == "681.87 EUR"
+    assert find_amounts("Positionen netto 804,35 €\nEndsumme 963,12 €")[0] == "963.12 EUR"
     assert find_amounts("Rechnungswährung : GBP\nBruttosumme 1021,91\n")[0] == "1021.91 GBP"
     assert find_amounts("Price is inclusive of a discount of Rs -40.00\nGrand Total\n319.00\n")[0] == "319.00 INR"
     assert find_amounts("Summe 12,00", fallback_currency="EUR") == ["12.00 EUR"]
@@ -202,6 +204,18 @@ def test_a_letterhead_name_over_an_address_is_the_issuer() -> None:
     assert find_party("Page 1\nNordlicht Design\nHafenstraße 3\n20095 Hamburg\n", [])[0] == "Nordlicht Design"
 
 
+def test_the_return_address_line_over_the_window_names_the_sender_not_the_addressee() -> None:
+    text = "weclapp.com | Somestreet 42 | 08155 Some city\nBeispiel AG\nFeldstraße 34\n54321 Hithausen\nRechnung 1\n"
+    assert find_party(text, [])[0] == "weclapp.com"
+    text = "Kraxi GmbH · Flugzeugallee 17 · 12345 Papierfeld\nPapierflieger-Vertriebs-GmbH\nRabattstr. 25\n"
+    assert find_party(text, [])[0] == "Kraxi GmbH"
+
+
+def test_a_sender_domain_written_as_a_word_names_the_issuer() -> None:
+    text = "Invoice 103767\nVAT Registration No. Email\nDE777777777 info@cronus.com\nAdatum Corporation CRONUS DE\n"
+    assert find_party(text, ["info@cronus.com"])[0] == "CRONUS"
+
+
 def test_a_bank_is_not_the_issuer_and_no_party_is_better_than_a_guess() -> None:
     assert find_party("Deutsche Bank AG\nIBAN DE12\n", [])[0] == ""
     assert find_party("Please find attached the figures for May.\n", [])[0] == ""
@@ -239,6 +253,17 @@ def test_document_types_in_english_german_french_and_dutch(kind: str, text: str)
 def test_a_title_names_the_type_even_when_the_body_mentions_another() -> None:
     assert classify("PAYMENT RECEIPT\nGuest: Sanjay\nPlease ask the hotel for an invoice at check-out.")[0] == \
         "receipt"
+
+
+def test_a_title_on_a_line_of_its_own_further_down_still_names_the_type() -> None:
+    text = ("Profile:\nType:\nCode:\nIndicator:\n9-Original\nPURCHASE ORDER: PO123456789\n"
+            "Contract reference: CT-1\nBlanket agreement: BA-1\nContract: CT-2\n")
+    assert classify(text)[0] == "order"
+
+
+def test_a_type_word_inside_an_all_capitals_word_does_not_count() -> None:
+    assert classify("PURCHASE ORDER PO-1\nINVOICEE: X\nINVOICEE_ADDR: Y\nINVOICEE_CITY: Z")[0] == "order"
+    assert find_amounts("29.99 € TTCDate limite de paiement")[0] == "29.99 EUR"  # "TTC" then "Date" still a label
 
 
 def test_a_letter_that_encloses_an_invoice_is_triaged_as_the_invoice() -> None:

@@ -14,18 +14,22 @@ _NUM = (r"(?:[-−][ \t]?)?(?:\d{1,3}(?:[.,'\u00a0\u202f]\d{3})+(?:[.,]\d{1,4})?
 # the look-ahead lets every position that cannot start an amount (a space, most letters) fail at once
 MONEY = re.compile(rf"(?=[\dreugicpsndjah€$£₹¥−-])(?:(?P<pre>{_CUR})[ \t]*|(?<![\w.,]))(?P<num>{_NUM})"
                    rf"(?![\d.,]?\d)(?!\s*%)[ \t]*(?P<post>{_CUR})?", re.IGNORECASE)
+CURRENCY = re.compile(_CUR, re.IGNORECASE)
 DECLARED = re.compile(r"(?:rechnungswährung|währung|currency|devise|valuta)\s*:?\s*(?P<code>[A-Z]{3})\b"
                       r"|prices\s+are\s+in\s+(?P<words>US\s+dollars?|euros?|pounds?)", re.IGNORECASE)
 WORDS = {"us dollar": "USD", "us dollars": "USD", "euro": "EUR", "euros": "EUR", "pound": "GBP", "pounds": "GBP"}
 
 # labels of a total: 3 = the gross grand total, 2 = a total that may be a remainder (amount due)
 GROSS = (r"grand\s+total|total\s+amount(?:\s+due)?|total\s+for\s+this\s+invoice|invoice\s+total|total\s+ttc"
-         r"|montant\s+ttc|ttc|bruttosumme|brutto|gesamtbetrag|rechnungsbetrag|endbetrag|summe\s+inkl\.?"
+         r"|montant\s+ttc|ttc|bruttosumme|brutto|gesamtbetrag|rechnungsbetrag|endbetrag|endsumme|summe\s+gesamt"
+         r"|summe\s+inkl\.?"
          r"|total\s+incl\.?(?:uding)?|bedrag\s+incl\.?(?:usief)?|totaalbedrag|factuur\s*totaal|totaal\s+incl\.?")
 DUE = (r"total|totaal|summe|amount\s+due|balance\s+due|due\s+payable|zahlbetrag|zu\s+zahlen\w*(?:\s+beitrag)?"
        r"|montant(?:\s+total)?"
        r"|somme\s+à\s+payer|net\s+à\s+payer|solde\s+à\s+payer|te\s+betalen|residual|bedrag|betrag")
-LABEL = re.compile(rf"(?<![\w])(?=[^\W\d_])(?:(?P<gross>{GROSS})|(?P<due>{DUE}))(?!(?-i:[a-zà-ÿ]))", re.IGNORECASE)
+# a label ends where its word ends; "TTCDate" (pdf text run together) still ends after "TTC"
+WORD_END = r"(?!(?-i:[a-zà-ÿ]|[A-ZÀ-Þ](?![a-zà-ÿ])))"
+LABEL = re.compile(rf"(?<![\w])(?=[^\W\d_])(?:(?P<gross>{GROSS})|(?P<due>{DUE})){WORD_END}", re.IGNORECASE)
 NOT_TOTAL_BEFORE = re.compile(r"(?:net|tax|vat|tva|sub|netto|steuer|mwst|ust|rabatt|skonto)\W*$", re.IGNORECASE)
 NOT_TOTAL_AFTER = re.compile(r"^\W*(?:ht|hors|excl\w*|exkl\w*|ohne|netto|net|nett|taxes?|tva|vat|btw|ust|mwst"
                              r"|der\s+(?:zu|ab)schl\w*|du\s+prélèvement)(?![\w])", re.IGNORECASE)
@@ -95,6 +99,9 @@ def document_currency(text: str, money: list[Money], fallback: str) -> str:
     if declared and declared["words"]:
         return WORDS.get(" ".join(declared["words"].lower().split()), fallback)
     counts = Counter(m.currency for m in money if m.currency)
+    if not counts:  # a symbol in a heading ("Total € Incl. VAT 681.87") still says the currency
+        counts = Counter(_currency(token) for token in CURRENCY.findall(text))
+        counts.pop("", None)
     return counts.most_common(1)[0][0] if counts else fallback
 
 

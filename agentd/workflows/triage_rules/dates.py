@@ -50,7 +50,8 @@ OTHER = re.compile(
     r"(due|payable|until|by|before|bis(?:\s+zum)?|fällig\w*|zahlungsziel|échéance|limite|prélèvement"
     r"|vervaldatum|verval|order\s*date|orderdatum|bestelldatum|besteldatum|bestell-datum|aankoopdatum"
     r"|leistungs\S*|liefer\S*|lieferschein\S*|delivery|verzenddatum|auftrag\S*|check\s*(?:in|out)"
-    r"|valid|gültig|période|period|\w*zeitraum|expir\w*|verloopt|verfällt|from\s+\S+\s+to)(?:[\s-]*(?:date|datum|am|le|on|du|vom))?\W*$",
+    r"|valid|gültig|période|period|\w*zeitraum|associ\w*|related|liée|début|debut|fin|start|end|beginn|ende"
+    r"|expir\w*|verloopt|verfällt|from\s+\S+\s+to)(?:[\s-]*(?:date|datum|am|le|on|du|vom))?\W*$",
     re.IGNORECASE)
 OWN_AFTER = re.compile(r"^\W*(invoice\s*date|rechnungsdatum|factuurdatum|date\s+de\s+facture|datum)\b",
                        re.IGNORECASE)

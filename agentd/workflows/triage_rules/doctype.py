@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+from agentd.workflows.triage_rules.amounts import WORD_END
+
 # ties go to the type listed first (the more specific one)
 DOC_TYPES: tuple[tuple[str, str], ...] = (
     ("invoice", r"invoices?|tax\s+invoice|bill\s+to|amount\s+due|payment\s+terms|credit\s+note"
@@ -28,10 +30,11 @@ DOC_TYPES: tuple[tuple[str, str], ...] = (
 )
 # one pass over the text: a named group per type (nine separate patterns cost ~4x more)
 PATTERN = re.compile(r"(?<![\w])(?=[^\W\d_])(?:" + "|".join(f"(?P<{name}>{words})" for name, words in DOC_TYPES)
-                     + r")(?!(?-i:[a-zà-ÿ]))", re.IGNORECASE)
+                     + r")" + WORD_END, re.IGNORECASE)
 RANK = {name: rank for rank, (name, _) in enumerate(DOC_TYPES)}
-TITLE_BONUS = 3  # a type word in the first lines ("FACTUUR.", "PAYMENT RECEIPT") names the document
+TITLE_BONUS = 5  # a title ("FACTUUR.", "PAYMENT RECEIPT", "PURCHASE ORDER: PO-1") names the document
 TITLE_LINES = 4
+HEADING_LINES = 15
 ACTIONS = (
     ("pay", r"amount\s+due|please\s+pay|payment\s+due|due\s+date|remit|bitte\s+überweisen|zahlbar|zahlungsziel"
             r"|à\s+régler|à\s+payer|date\s+d'échéance|te\s+betalen|vervaldatum|gelieve\s+te\s+betalen"),
@@ -57,11 +60,22 @@ def _counts(text: str) -> dict[str, int]:
     return counts
 
 
+def _heading(text: str) -> str | None:
+    """The type a title names: a type word starting one of the first lines, else the first type
+    word of the first TITLE_LINES lines (letters and e-mails are told by their own cues)."""
+    head = text.split("\n", HEADING_LINES)[:HEADING_LINES]
+    for line in head:
+        m = PATTERN.match(line.lstrip(" \t#*>-"))
+        if m and m.lastgroup not in ("email", "letter"):
+            return m.lastgroup
+    title = "\n".join(head[:TITLE_LINES])
+    return next((m.lastgroup for m in PATTERN.finditer(title) if m.lastgroup not in ("email", "letter")), None)
+
+
 def classify(text: str) -> tuple[str, int]:
     """(document type, the evidence count behind it); "other" with 0 when nothing points anywhere."""
-    title = "\n".join(text.split("\n", TITLE_LINES)[:TITLE_LINES])
     scores = _counts(text)
-    heading = next((m.lastgroup for m in PATTERN.finditer(title) if m.lastgroup not in ("email", "letter")), None)
+    heading = _heading(text)
     if heading:
         scores[heading] += TITLE_BONUS
     if not scores:

@@ -7,7 +7,8 @@ from collections import defaultdict
 from itertools import accumulate
 from dataclasses import dataclass, field
 
-LEGAL_FORMS = (r"GmbH\s*&\s*Co\.?\s*KG|GmbH\s*&\s*Co\.|GmbH|GMBH|Gmbh|gGmbH|AG|KG|KGaA|OHG|UG|e\.\s?K\.|e\.V\.|a\.G\.|VVaG|mbH"
+LEGAL_FORMS = (r"GmbH\s*&\s*Co\.?\s*KG|GmbH\s*&\s*Co\.|GmbH|GMBH|Gmbh|gGmbH|AG|KG|KGaA|OHG|UG|e\.\s?K\.|e\.V\."
+               r"|a\.G\.|VVaG|mbH"
                r"|Pvt\.?\s*Ltd\.?|Private\s+Limited|PRIVATE\s+LIMITED|Ltd\.?|LTD\.?|Limited|LIMITED|LLC|LLP"
                r"|Inc\.?|INC\.?|Incorporated|Corp\.?|Corporation|plc|PLC"
                r"|S\.A\.S\.?|SAS|SASU|SARL|Sarl|S\.à\s?r\.l\.|S\.A\.|SA|EURL"
@@ -33,7 +34,10 @@ FREE_MAIL = frozenset({"gmail", "googlemail", "yahoo", "hotmail", "outlook", "li
 LETTERHEAD_LINES = 5
 LETTERHEAD_NAME = re.compile(r"^[ \t]*([A-ZÀ-Þ][\w&'.-]*(?:[ \t]+[A-ZÀ-Þ&][\w&'.-]*){0,3})[ \t]*$")
 ADDRESS_CUE = re.compile(r"\b(?:ABN|ACN|VAT|USt|UID|TVA|SIRET|SIREN|KvK|BTW|GST|P\.?\s?O\.?\s+Box|Postfach"
-                         r"|\d{4,5}\s+[A-ZÀ-Þ][a-zà-ÿ]+)|(?:str\.|straße|strasse|street|road|weg|laan|rue)\b", re.I)
+                         r"|\d{4,5}\s+[A-ZÀ-Þ][a-zà-ÿ]+)|(?:str\.|straße|strasse|street|road|weg|laan|rue)\b",
+                         re.IGNORECASE)
+RETURN_ADDRESS = re.compile(r"^[ \t]*(?P<name>[^|•●·\n]{2,60}?)[ \t]*(?:[|•●·]|[ \t][-–][ \t])"
+                            r"(?P<rest>[^\n]*(?:[|•●·]|[ \t][-–][ \t])[^\n]*)$", re.MULTILINE)
 FIELD_LABEL = re.compile(r"^[ \t]*(?:name|firma|company|raison\s+sociale|naam|bedrijf)[ \t]*:[ \t]*", re.I)
 MIN_SCORE = 2.0  # below it no candidate is believable: the party stays empty
 TYPE_WORD = re.compile(r"invoice|rechnung|facture|factuur|receipt|quittung|reçu|order|bestellung|commande"
@@ -149,42 +153,74 @@ def _letterhead(lines: list[str]) -> list[tuple[int, str]]:
     return found
 
 
+class _Candidates(dict[str, Candidate]):
+    """Candidate names by key(name); each source adds weight and the lines it saw the name on."""
+
+    def add(self, index: int, name: str, score: float) -> None:
+        name = name.strip(" ,:;")
+        if len(name) < 2 or len(name) > 80 or not any(c.isalpha() for c in name):
+            return
+        entry = self.setdefault(key(name), Candidate(name))
+        entry.score += score
+        entry.lines.append(index)
+
+
+def _from_header(text: str, found: _Candidates) -> None:
+    header = FROM_HEADER.search(text)
+    if not header:
+        return
+    display, address = header.group(1).strip(), (header.group(2) or "").strip()
+    if display and "@" not in display:
+        found.add(0, display, 8.0)
+    elif "@" in (address or display):
+        domain = (address or display).split("@")[1].split(".")[0]
+        if domain not in FREE_MAIL:
+            found.add(0, domain.capitalize(), 6.0)
+
+
+def _return_addresses(text: str, starts: list[int], found: _Candidates) -> list[int]:
+    """"Name GmbH · Street 1 · 12345 City": the sender's line over the window envelope; its lines."""
+    lines = []
+    for index, m in _hits(RETURN_ADDRESS, text, starts):
+        name = m["name"].strip()
+        if ADDRESS_CUE.search(m["rest"]) and not any(c.isdigit() for c in name) and len(name.split()) <= 6:
+            found.add(index, name, 3.0)
+            lines.append(index)
+    return lines
+
+
+def _domain_words(text: str, starts: list[int], addresses: list[tuple[str, str]], found: _Candidates) -> None:
+    """A sender domain's name written as a word ("CRONUS" for info@cronus.com) when no candidate has it."""
+    for _, domain in addresses:
+        label = domain.split(".")[-2] if "." in domain else domain
+        if len(label) < 4 or label in FREE_MAIL or any(label in k.replace(" ", "") for k in found):
+            continue
+        word = re.search(rf"(?<![\w@./-]){re.escape(label)}(?![\w@-]|\.\w)", text, re.IGNORECASE)
+        if word:
+            found.add(bisect_right(starts, word.start()) - 1, word.group(0), 1.0)
+
+
 def find_party(text: str, emails: list[str]) -> tuple[str, list[str]]:
     """(the issuer or "", the organisations named, issuer first)."""
     lines = text.split("\n")
     starts = list(accumulate((len(line) + 1 for line in lines[:-1]), initial=0))
     addresses = [(e.split("@")[0], e.split("@")[1].casefold()) for e in emails if "@" in e]
-    header = FROM_HEADER.search(text)
-    candidates: dict[str, Candidate] = {}
-
-    def add(index: int, name: str, score: float) -> None:
-        name = name.strip(" ,:;")
-        if len(name) < 2 or len(name) > 80 or not any(c.isalpha() for c in name):
-            return
-        entry = candidates.setdefault(key(name), Candidate(name))
-        entry.score += score
-        entry.lines.append(index)
-
-    if header:
-        display, address = header.group(1).strip(), (header.group(2) or "").strip()
-        if display and "@" not in display:
-            add(0, display, 8.0)
-        elif "@" in (address or display):
-            domain = (address or display).split("@")[1].split(".")[0]
-            if domain not in FREE_MAIL:
-                add(0, domain.capitalize(), 6.0)
+    found = _Candidates()
+    _from_header(text, found)
+    senders = _return_addresses(text, starts, found)
     for index, name in legal_names(lines):
-        add(index, name, 2.0)
+        found.add(index, name, 2.0)
     for index, name, weight in _cue_names(text, lines, starts):
-        add(index, name, weight)
+        found.add(index, name, weight)
     for index, name in _letterhead(lines):
-        add(index, name, 1.0)
+        found.add(index, name, 1.0)
     for index, person in _hits(PERSON_LINE, text, starts):
         if index < 6 or _email_hint(person.group(1), addresses):
-            add(index, person.group(1), 0.5)
-    recipient = _windows(lines, [index for index, _ in _hits(RECIPIENT, text, starts)], 3)
-    _score(candidates, lines, addresses, recipient)
-    ranked = sorted(candidates.values(), key=lambda c: (-c.score, min(c.lines)))
+            found.add(index, person.group(1), 0.5)
+    _domain_words(text, starts, addresses, found)
+    heads = [index for index, _ in _hits(RECIPIENT, text, starts)] + [i + 1 for i in senders]
+    _score(found, lines, addresses, _windows(lines, heads, 3) - set(senders))
+    ranked = sorted(found.values(), key=lambda c: (-c.score, min(c.lines)))
     keys = [key(c.name) for c in ranked]
     organizations = [c.name for c, k in zip(ranked, keys) if LEGAL.search(" " + c.name)
                      and not any(k != other and k.endswith(" " + other) for other in keys)]
@@ -204,8 +240,6 @@ def _score(candidates: dict[str, Candidate], lines: list[str], addresses: list[t
             entry.score += 3.0
         if any(i < 6 or i >= total - 8 for i in entry.lines):
             entry.score += 1.0
-        if any(re.search(r"\s[|•●·-]\s|\s{3,}●", lines[i]) for i in entry.lines):
-            entry.score += 1.0  # a return-address line: "Name GmbH | Street 1 | City"
         if all(i in recipient for i in entry.lines):
             entry.score -= 6.0
         if BANK.search(entry.name):
