@@ -23,7 +23,7 @@ SELLER = re.compile(r"(?im)^[ \t]*(?:verkäufer|seller|vendor|supplier|lieferant
                     r"|leverancier|vendeur|fournisseur|émetteur|rechnungssteller)\b[ \t:]*$")
 HOLDER = re.compile(r"(?im)(?:kontoinhaber|kontoname|account\s+(?:holder|name)|titulaire\s+du\s+compte"
                     r"|rekeninghouder|ten\s+name\s+van|payable\s+to)[ \t]*:?[ \t]*([^\n]{2,60})$")
-RECIPIENT = re.compile(r"(?im)(?<![\w])(?:bill(?:ed)?\s+to|ship\s+to|sold\s+to|invoice\s+to|deliver\s+to|käufer"
+RECIPIENT = re.compile(r"(?im)(?<![\w])(?=[^\W\d_])(?:bill(?:ed)?\s+to|ship\s+to|sold\s+to|invoice\s+to|deliver\s+to|käufer"
                        r"|leistungsempfänger|rechnungsempfänger|warenempfänger|empfänger|kunde\b|customer"
                        r"|buyer|client\b|adresse\s+de\s+(?:livraison|facturation)|factuuradres|afleveradres"
                        r"|delivery\s+address|guest\s+name|attn|t\.a\.v\.|z\.\s?hd\.|an:|to:|à\s*:|aan:)")
@@ -36,8 +36,8 @@ LETTERHEAD_NAME = re.compile(r"^[ \t]*([A-ZÀ-Þ][\w&'.-]*(?:[ \t]+[A-ZÀ-Þ&][\
 ADDRESS_CUE = re.compile(r"\b(?:ABN|ACN|VAT|USt|UID|TVA|SIRET|SIREN|KvK|BTW|GST|P\.?\s?O\.?\s+Box|Postfach"
                          r"|\d{4,5}\s+[A-ZÀ-Þ][a-zà-ÿ]+)|(?:str\.|straße|strasse|street|road|weg|laan|rue)\b",
                          re.IGNORECASE)
-RETURN_ADDRESS = re.compile(r"^[ \t]*(?P<name>[^|•●·\n]{2,60}?)[ \t]*(?:[|•●·]|[ \t][-–][ \t])"
-                            r"(?P<rest>[^\n]*(?:[|•●·]|[ \t][-–][ \t])[^\n]*)$", re.MULTILINE)
+SEPARATED = re.compile(r"[|•●·]|[ \t][-–][ \t]")
+RETURN_SEPARATOR = re.compile(r"[ \t]*(?:[|•●·]|[ \t][-–][ \t])[ \t]*")
 FIELD_LABEL = re.compile(r"^[ \t]*(?:name|firma|company|raison\s+sociale|naam|bedrijf)[ \t]*:[ \t]*", re.I)
 MIN_SCORE = 2.0  # below it no candidate is believable: the party stays empty
 TYPE_WORD = re.compile(r"invoice|rechnung|facture|factuur|receipt|quittung|reçu|order|bestellung|commande"
@@ -178,15 +178,18 @@ def _from_header(text: str, found: _Candidates) -> None:
             found.add(0, domain.capitalize(), 6.0)
 
 
-def _return_addresses(text: str, starts: list[int], found: _Candidates) -> list[int]:
+def _return_addresses(lines: list[str], found: _Candidates) -> list[int]:
     """"Name GmbH · Street 1 · 12345 City": the sender's line over the window envelope; its lines."""
-    lines = []
-    for index, m in _hits(RETURN_ADDRESS, text, starts):
-        name = m["name"].strip()
-        if ADDRESS_CUE.search(m["rest"]) and not any(c.isdigit() for c in name) and len(name.split()) <= 6:
+    senders = []
+    for index, line in enumerate(lines):
+        if not SEPARATED.search(line):
+            continue
+        name, *rest = RETURN_SEPARATOR.split(line.strip())
+        if (len(rest) >= 2 and ADDRESS_CUE.search(" ".join(rest)) and not any(c.isdigit() for c in name)
+                and 1 <= len(name.split()) <= 6):
             found.add(index, name, 3.0)
-            lines.append(index)
-    return lines
+            senders.append(index)
+    return senders
 
 
 def _domain_words(text: str, starts: list[int], addresses: list[tuple[str, str]], found: _Candidates) -> None:
@@ -207,7 +210,7 @@ def find_party(text: str, emails: list[str]) -> tuple[str, list[str]]:
     addresses = [(e.split("@")[0], e.split("@")[1].casefold()) for e in emails if "@" in e]
     found = _Candidates()
     _from_header(text, found)
-    senders = _return_addresses(text, starts, found)
+    senders = _return_addresses(lines, found)
     for index, name in legal_names(lines):
         found.add(index, name, 2.0)
     for index, name, weight in _cue_names(text, lines, starts):
