@@ -7,6 +7,8 @@ old ones (bench/baseline_offline_rules.py), timed in this thread's CPU time (tim
 other processes on a shared machine do not inflate it, and the rules do no I/O that wall time would
 add); the figure is the median round's time over the pages,
 beside the slowest document's (median) time per page and each rule set's score per field on the same set.
+It also times the new rules on hostile texts of MAX_DOCUMENT_CHARS (one long run of digits, of letters,
+of labels, of legal forms, of dates, ...): the worst of them, in ms for the whole text.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from bench.common import ROOT, bench_main, print_figures
 
 from agentd.extract import extract
 from agentd.workflows import triage_rules
+from agentd.workflows.triage import MAX_DOCUMENT_CHARS
 from tests.workflows.golden import cases, field, matches
 from tests.workflows.test_triage_golden import FIELDS, GOLDEN
 
@@ -73,6 +76,22 @@ def accuracy(rules: Rules, docs: list[tuple[str, str, int, dict[str, Any]]]) -> 
     return {name: f"{right}/{scored} ({right / scored:.0%})" for name, (right, scored) in tally.items()}
 
 
+HOSTILE = {"digits": "1", "letters": "a", "dots": "1.", "at signs": "a@", "labels": "Total ", "legal forms": "GmbH ",
+           "dates": "03.08.2014 ", "months": "3 Aug ", "separators": " | ", "blank lines": "\n"}
+
+
+def hostile() -> dict[str, Any]:
+    """The new rules' CPU time on texts built to make patterns backtrack: the worst one."""
+    times = {}
+    for name, unit in HOSTILE.items():
+        text = (unit * (MAX_DOCUMENT_CHARS // len(unit) + 1))[:MAX_DOCUMENT_CHARS]
+        began = time.thread_time()
+        triage_rules.triage(text)
+        times[name] = (time.thread_time() - began) * 1000
+    worst = max(times, key=lambda name: times[name])
+    return {"chars": MAX_DOCUMENT_CHARS, "worst_ms": round(times[worst], 1), "worst_text": worst}
+
+
 def run(quick: bool = False, rounds: int | None = None) -> dict[str, Any]:
     docs = corpus()
     rounds = rounds or (QUICK_ROUNDS if quick else FULL_ROUNDS)
@@ -82,6 +101,7 @@ def run(quick: bool = False, rounds: int | None = None) -> dict[str, Any]:
         "rounds": rounds, "target_ms_per_page": TARGET_MS_PER_PAGE,
         "new": {**new, **accuracy(triage_rules.triage, docs)},
         "old": {**old, **accuracy(baseline_offline_rules.triage, docs)},
+        "hostile": hostile(),
         "golden_set": str(GOLDEN.relative_to(ROOT)),
     }
     print_figures("offline triage (new rules vs old rules)", result)

@@ -139,6 +139,8 @@ def rows_offline_triage(r: dict[str, Any]) -> list[list[str]]:
              (f"**{new['ms_per_page']} ms/page** (slowest document {new['slowest_doc_ms_per_page']} ms/page); "
               f"type {new['type']}, total {new['total']}, date {new['date']}, issuer {new['issuer']}"),
              f"< {r['target_ms_per_page']:g} ms/page", verdict(new["ms_per_page"] < r["target_ms_per_page"])],
+            ["7", f"offline triage rules on hostile texts of {r['hostile']['chars']:,} characters (CPU time)",
+             f"worst {r['hostile']['worst_ms']} ms ({r['hostile']['worst_text']})", "", INFO],
             ["7", f"{head}: old rules (baseline)",
              (f"{old['ms_per_page']} ms/page; type {old['type']}, total {old['total']}, date {old['date']}, "
               f"issuer {old['issuer']}"), "", INFO]]

@@ -108,9 +108,10 @@ def document_currency(text: str, money: list[Money], fallback: str) -> str:
 def _rank(line: str, label: re.Match[str]) -> int:
     if label["gross"]:
         return 3
-    if GROSS_MARK.search(line[label.end():label.end() + 12]):
+    after = line[label.end():label.end() + 40]
+    if GROSS_MARK.search(after[:12]):
         return 3
-    if NOT_TOTAL_BEFORE.search(line[:label.start()]) or NOT_TOTAL_AFTER.search(line[label.end():]):
+    if NOT_TOTAL_BEFORE.search(line[max(0, label.start() - 20):label.start()]) or NOT_TOTAL_AFTER.search(after):
         return 0
     return 2
 

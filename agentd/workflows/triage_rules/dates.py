@@ -58,6 +58,10 @@ OWN_AFTER = re.compile(r"^\W*(invoice\s*date|rechnungsdatum|factuurdatum|date\s+
 OTHER_AFTER = re.compile(r"^\W*(order\s*date|orderdatum|besteldatum|due\s*date|vervaldatum)", re.IGNORECASE)
 
 
+REACH = 80  # characters around a date that can hold its label
+MAX_DATES = 200  # a document's own date is among its first dates; past these the scan stops
+
+
 @dataclass(frozen=True)
 class Found:
     iso: str
@@ -91,14 +95,15 @@ def _ymd(m: re.Match[str], month_first: bool) -> tuple[int, int, int] | None:
 def _context(text: str, start: int, end: int) -> tuple[str, str]:
     """The text before a date on its line (or the line above, when the date starts its line and
     nothing after it is a label) and the text after it on its line."""
-    line_start = text.rfind("\n", 0, start) + 1
-    line_end = text.find("\n", end)
-    line_end = len(text) if line_end < 0 else line_end
-    before, after = text[max(line_start, start - 80):start], text[end:min(line_end, end + 30)]
-    if not before.strip():
-        previous = text[max(0, text.rfind("\n", 0, max(line_start - 1, 0)) + 1):max(line_start - 1, 0)]
+    line_start = text.rfind("\n", max(0, start - REACH), start) + 1
+    line_end = text.find("\n", end, end + REACH)
+    line_end = end + REACH if line_end < 0 else line_end
+    before, after = text[max(line_start, start - REACH):start], text[end:min(line_end, end + 30)]
+    if not before.strip() and line_start > 0:
+        above = max(0, line_start - 1)
+        previous = text[text.rfind("\n", max(0, above - REACH), above) + 1:above]
         if not after.strip() or not (OWN_AFTER.search(after) or OTHER_AFTER.search(after)):
-            before = previous[-80:]
+            before = previous[-REACH:]
     return before, after
 
 
@@ -121,7 +126,7 @@ def scan(text: str, month_first: bool = False) -> tuple[list[Found], list[tuple[
     spans of all of them (so the amount scanner can skip their digits)."""
     found, spans = [], []
     position = 0
-    while (m := DATE.search(text, position)) is not None:
+    while len(found) < MAX_DATES and (m := DATE.search(text, position)) is not None:
         parts = _ymd(m, month_first)
         if parts is None:  # a word that is no month: "42 vom 05.03.2018" must still find the date
             position = m.start() + 1

@@ -17,7 +17,8 @@ LEGAL_FORMS = (r"GmbH\s*&\s*Co\.?\s*KG|GmbH\s*&\s*Co\.|GmbH|GMBH|Gmbh|gGmbH|AG|K
 LEGAL = re.compile(rf"(?P<sep>,?(?<![ \t])[ \t]++)(?P<form>{LEGAL_FORMS})(?![\w&])")
 SEPARATOR = re.compile(r"(?:^|[|•●·:;()\[\]]|\s[-–]\s|\s{2,}|\t)")
 NAME_WORD = re.compile(r"^(?:[A-ZÀ-Þ][\w&'.+-]*|[0-9]+&[0-9]+|[a-z][\w-]*\.[a-z]{2,}|&|und|and|et|en|de|du|van|der)$")
-EMAIL = re.compile(r"[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
+# a local part starts where no address character precedes it: one try per run of letters, not one per letter
+EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@([\w-]{1,63}(?:\.[\w-]{1,63})+)")
 FROM_HEADER = re.compile(r"(?im)^(?:from|von|de|van)\s*:\s*\"?([^<\n\"]*?)\"?\s*(?:<([^>\n]+)>)?\s*$")
 SELLER = re.compile(r"(?im)^[ \t]*(?:verkäufer|seller|vendor|supplier|lieferant|service\s+provider|sold\s+by"
                     r"|leverancier|vendeur|fournisseur|émetteur|rechnungssteller)\b[ \t:]*$")
@@ -39,6 +40,7 @@ ADDRESS_CUE = re.compile(r"\b(?:ABN|ACN|VAT|USt|UID|TVA|SIRET|SIREN|KvK|BTW|GST|
 SEPARATED = re.compile(r"[|•●·]|[ \t][-–][ \t]")
 RETURN_SEPARATOR = re.compile(r"[ \t]*(?:[|•●·]|[ \t][-–][ \t])[ \t]*")
 FIELD_LABEL = re.compile(r"^[ \t]*(?:name|firma|company|raison\s+sociale|naam|bedrijf)[ \t]*:[ \t]*", re.I)
+NAME_REACH = 120  # characters before a legal form that can hold its name (bounds the work on long lines)
 MIN_SCORE = 2.0  # below it no candidate is believable: the party stays empty
 TYPE_WORD = re.compile(r"invoice|rechnung|facture|factuur|receipt|quittung|reçu|order|bestellung|commande"
                        r"|contract|vertrag|contrat|page|seite|tax|date|datum", re.IGNORECASE)
@@ -64,7 +66,7 @@ def key(name: str) -> str:
 
 def _name_before(line: str, start: int) -> str:
     """The name a legal form at `start` closes: its words back to a separator, capitalised."""
-    segment = line[:start]
+    segment = line[max(0, start - NAME_REACH):start]
     cut = [m.end() for m in SEPARATOR.finditer(segment)]
     segment = segment[cut[-1]:] if cut else segment
     words = segment.split()
@@ -88,7 +90,7 @@ def legal_names(lines: list[str]) -> list[tuple[int, str]]:
             if not name or name.isdigit():
                 continue
             full = f"{name}{', ' if ',' in m['sep'] else ' '}{m['form']}"
-            rest = line[m.end():].strip()
+            rest = line[m.end():].strip() if len(line) - m.end() <= NAME_REACH else ""
             if re.fullmatch(r"[A-ZÀ-Þ][a-zà-ÿ]{2,}", rest):
                 full = f"{full} {rest}"  # "Rohstoff AG Salzgitter": a seat written after the form
             found.append((index, " ".join(full.split())))
