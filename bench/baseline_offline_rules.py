@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agentd.workflows.triage_rules import _summary, _unique
+from agentd.workflows.triage_rules import summary_of, unique
 
 DOC_TYPES = [
     ("invoice", ("invoice", "amount due", "rechnung", "facture", "bill to", "payment terms")),
@@ -49,19 +49,19 @@ def triage(document: str) -> dict[str, Any]:
     action = next((name for name, keys in ACTIONS if any(k in lower for k in keys)), "none")
     people = [m.group(1) for m in PERSON_CUES.finditer(document)]
     people += [m.group(1).strip() for m in FROM_HEADER.finditer(document) if "@" not in m.group(1)]
-    organizations = _unique([m.group(1) for m in ORG.finditer(document)])
-    people = _unique(people)
+    organizations = unique([m.group(1) for m in ORG.finditer(document)])
+    people = unique(people)
     party = organizations[0] if organizations else (people[0] if people else "")
     confidence = 0.55 if best == 0 else min(0.95, 0.65 + 0.1 * best)
     return {
         "document_type": doc_type,
-        "summary": _summary(document),
+        "summary": summary_of(document),
         "entities": {
             "people": people,
             "organizations": organizations,
-            "emails": _unique(EMAIL.findall(document)),
-            "amounts": _unique(AMOUNT.findall(document)),
-            "dates": _unique(DATE.findall(document)),
+            "emails": unique(EMAIL.findall(document)),
+            "amounts": unique(AMOUNT.findall(document)),
+            "dates": unique(DATE.findall(document)),
         },
         "requested_action": action,
         "party": party,

@@ -12,6 +12,7 @@ import pytest
 
 from agentd.extract import extract
 from agentd.workflows.triage_rules import triage
+from tests.helpers import cli, sidecar_for
 from tests.workflows.golden import MISSING, Case, cases, field, matches
 
 GOLDEN = Path(__file__).resolve().parents[2] / "examples" / "evals" / "triage"
@@ -81,3 +82,22 @@ def test_a_field_path_reaches_into_lists_and_reports_what_is_missing() -> None:
     answer = {"entities": {"dates": ["2014-08-03"]}, "party": ""}
     assert field(answer, "entities.dates.0") == "2014-08-03" and field(answer, "party") == ""
     assert field(answer, "entities.dates.1") is MISSING and field(answer, "entities.amounts.0") is MISSING
+
+
+def test_a_real_invoice_dropped_offline_is_archived_with_its_party_total_date_and_directory_link(home: Path) -> None:
+    # Given a party directory that knows the issuer by its e-mail address, and the README's first example
+    (home / "data").mkdir()
+    (home / "data" / "directory.csv").write_text("id,name,email,aliases\nc-7,Hetzner Online GmbH,info@hetzner.de,\n")
+    (home / "incoming").mkdir()
+    (home / "incoming" / "de-hetzner.pdf").write_bytes((GOLDEN / "de-hetzner.pdf").read_bytes())
+    # When the daemon drains incoming/ with the offline provider
+    done = cli(home, "run", "--burst", LLM_PROVIDER="offline")
+    # Then the sidecar says who sent it, how much and when, linked to the directory entry
+    assert done.returncode == 0, done.stderr
+    meta = sidecar_for(home, "de-hetzner.pdf")
+    assert meta is not None and meta["outcome"] == "archived", meta
+    result = meta["result"]
+    assert result["document_type"] == "invoice" and result["provider"] == "offline"
+    assert result["party"] == "Hetzner Online GmbH"
+    assert result["entities"]["amounts"][0] == "104.00 EUR" and result["entities"]["dates"][0] == "2016-01-19"
+    assert result["party_link"]["status"] == "linked" and result["party_link"]["id"] == "c-7"

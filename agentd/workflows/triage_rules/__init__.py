@@ -13,7 +13,7 @@ from agentd.workflows.triage_rules.dates import find_dates, order, scan
 from agentd.workflows.triage_rules.doctype import classify, requested_action
 from agentd.workflows.triage_rules.parties import EMAIL, find_party
 
-__all__ = ["triage", "find_amounts", "find_dates", "find_party", "classify", "language"]
+__all__ = ["triage", "find_amounts", "find_dates", "find_party", "classify", "language", "summary_of", "unique"]
 
 PERSON_CUES = re.compile(r"(?im)^(?:from|sender|signed|sincerely|regards|best regards|kind regards|dear"
                          r"|mit freundlichen grüßen|met vriendelijke groet|cordialement)[:,]?[ \t]*\n?[ \t]*"
@@ -42,7 +42,7 @@ def language(text: str) -> str:
     return max(counts, key=lambda lang: counts[lang])
 
 
-def _unique(items: list[str], limit: int = 10) -> list[str]:
+def unique(items: list[str], limit: int = 10) -> list[str]:
     seen: list[str] = []
     for item in items:
         item = item.strip().strip(".,;")
@@ -51,7 +51,7 @@ def _unique(items: list[str], limit: int = 10) -> list[str]:
     return seen[:limit]
 
 
-def _summary(text: str) -> str:
+def summary_of(text: str) -> str:
     body = " ".join(text.split())
     summary = ""
     for sentence in re.split(r"(?<=[.!?])\s+", body):
@@ -71,7 +71,7 @@ def triage(document: str) -> dict[str, Any]:
     document = SPACES.sub(" ", document)
     lang = language(document)
     doc_type, evidence = classify(document)
-    emails = _unique([m.group(0) for m in EMAIL.finditer(document)])
+    emails = unique([m.group(0) for m in EMAIL.finditer(document)])
     party, organizations = find_party(document, emails)
     people = [m.group(1) for m in PERSON_CUES.finditer(document)]
     people += [m.group(1).strip() for m in FROM_PERSON.finditer(document)]
@@ -79,9 +79,9 @@ def triage(document: str) -> dict[str, Any]:
     confidence = 0.55 if evidence == 0 else min(0.95, 0.65 + 0.1 * evidence)
     return {
         "document_type": doc_type,
-        "summary": _summary(document),
+        "summary": summary_of(document),
         "entities": {
-            "people": _unique([p for p in people if p != party]),
+            "people": unique([p for p in people if p != party]),
             "organizations": organizations,
             "emails": emails,
             "amounts": find_amounts(document, FALLBACK_CURRENCY[lang], skip=date_spans),

@@ -24,7 +24,8 @@ SELLER = re.compile(r"(?im)^[ \t]*(?:verkäufer|seller|vendor|supplier|lieferant
                     r"|leverancier|vendeur|fournisseur|émetteur|rechnungssteller)\b[ \t:]*$")
 HOLDER = re.compile(r"(?im)(?:kontoinhaber|kontoname|account\s+(?:holder|name)|titulaire\s+du\s+compte"
                     r"|rekeninghouder|ten\s+name\s+van|payable\s+to)[ \t]*:?[ \t]*([^\n]{2,60})$")
-RECIPIENT = re.compile(r"(?im)(?<![\w])(?=[^\W\d_])(?:bill(?:ed)?\s+to|ship\s+to|sold\s+to|invoice\s+to|deliver\s+to|käufer"
+RECIPIENT = re.compile(r"(?im)(?<![\w])(?=[^\W\d_])(?:bill(?:ed)?\s+to|ship\s+to|sold\s+to|invoice\s+to|deliver\s+to"
+                       r"|käufer"
                        r"|leistungsempfänger|rechnungsempfänger|warenempfänger|empfänger|kunde\b|customer"
                        r"|buyer|client\b|adresse\s+de\s+(?:livraison|facturation)|factuuradres|afleveradres"
                        r"|delivery\s+address|guest\s+name|attn|t\.a\.v\.|z\.\s?hd\.|an:|to:|à\s*:|aan:)")
