@@ -71,9 +71,9 @@ def _name_before(line: str, start: int) -> str:
     cut = [m.end() for m in SEPARATOR.finditer(segment)]
     segment = segment[cut[-1]:] if cut else segment
     words = segment.split()
-    if 1 <= len(words) <= 4 and NAME_WORD.match(words[0]) and not words[0][0].islower() or (
-            len(words) == 1 and NAME_WORD.match(words[0])):
-        return " ".join(words)
+    whole_segment = 1 <= len(words) <= 4 and NAME_WORD.match(words[0]) is not None
+    if whole_segment and (len(words) == 1 or not words[0][0].islower()):
+        return " ".join(words)  # "Au bon moulin SARL", "bol.com b.v."
     run: list[str] = []
     for word in reversed(words):
         if not NAME_WORD.match(word) or word[0].islower() or len(run) == 4:
