@@ -1,4 +1,5 @@
-"""`make bench`: runs the six measurements of issue 6 and writes docs/benchmarks.md (and prints it).
+"""`make bench`: runs the six measurements of issue 6 and the offline triage's cost per page (issue 15),
+writes docs/benchmarks.md (and prints it).
 
     .venv/bin/python bench/run_all.py            # full sizes, about 6 minutes on 2 cores
     .venv/bin/python bench/run_all.py --quick    # tiny sizes, prints only (unless --out)
@@ -23,7 +24,7 @@ from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import backlog, concurrency, idle, latency, startup, throughput
+from bench import backlog, concurrency, idle, latency, offline_triage, startup, throughput
 from bench.common import ROOT, exit_on_sigterm
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -38,7 +39,9 @@ METHOD = ("How each is measured: elapsed times run from the first drop to the la
           "latency is per file from the end of its write to its rename; RSS is VmRSS / VmHWM and CPU is "
           "utime + stime from /proc/<pid>; READY=1 is read from our own NOTIFY_SOCKET; the slow model is "
           "`bench/slow_llm.py` (OpenAI-compatible, answers after 100 ms); the baseline is "
-          "`bench/baseline_watchdog.py`. The machine is shared: the load average shows how busy it was.")
+          "`bench/baseline_watchdog.py`; the offline triage is timed in-process in CPU time (time.thread_time) "
+          "per page of the golden set's text (examples/evals/triage/), the old rules being "
+          "`bench/baseline_offline_rules.py`. The machine is shared: the load average shows how busy it was.")
 
 BENCHES: dict[str, Callable[[bool], Any]] = {
     "throughput": throughput.run,
@@ -47,6 +50,7 @@ BENCHES: dict[str, Callable[[bool], Any]] = {
     "backlog": backlog.run,
     "idle": idle.run,
     "startup": startup.run,
+    "offline_triage": offline_triage.run,
 }
 
 
@@ -128,8 +132,23 @@ def rows_startup(r: dict[str, Any]) -> list[list[str]]:
              f"**{r['health_s']} s** (max {r['health_max_s']} s)", "", INFO]]
 
 
+def rows_offline_triage(r: dict[str, Any]) -> list[list[str]]:
+    new, old = r["new"], r["old"]
+    head = f"offline triage rules, {r['documents']} golden documents ({r['pages']} pages), CPU time"
+    return [["7", f"{head}: new rules",
+             (f"**{new['ms_per_page']} ms/page** (slowest document {new['slowest_doc_ms_per_page']} ms/page); "
+              f"type {new['type']}, total {new['total']}, date {new['date']}, issuer {new['issuer']}"),
+             f"< {r['target_ms_per_page']:g} ms/page", verdict(new["ms_per_page"] < r["target_ms_per_page"])],
+            ["7", f"offline triage rules on hostile texts of {r['hostile']['chars']:,} characters (CPU time)",
+             f"worst {r['hostile']['worst_ms']} ms ({r['hostile']['worst_text']})", "", INFO],
+            ["7", f"{head}: old rules (baseline)",
+             (f"{old['ms_per_page']} ms/page; type {old['type']}, total {old['total']}, date {old['date']}, "
+              f"issuer {old['issuer']}"), "", INFO]]
+
+
 ROWS = {"throughput": rows_throughput, "latency": rows_latency, "concurrency": rows_concurrency,
-        "backlog": rows_backlog, "idle": rows_idle, "startup": rows_startup}
+        "backlog": rows_backlog, "idle": rows_idle, "startup": rows_startup,
+        "offline_triage": rows_offline_triage}
 NUMBER = {name: str(i) for i, name in enumerate(BENCHES, start=1)}
 
 

@@ -78,10 +78,19 @@ def test_the_table_has_every_measurement_and_keeps_hand_written_notes(quick: dic
     # When the table is regenerated from the quick results
     text = run_all.render(quick, True, run_all.machine(), ("0 0 0", "0 0 0"))
     run_all.write_doc(doc, text)
-    # Then each of the six measurements has a row, the machine is named, and the notes survive
+    # Then each of the seven measurements has a row, the machine is named, and the notes survive
     written = doc.read_text()
     rows = [line for line in written.splitlines() if line.startswith("| ") and not line.startswith("| #")]
-    assert {row.split(" | ")[0].strip("| ") for row in rows} == {"1", "2", "3", "4", "5", "6"}
+    assert {row.split(" | ")[0].strip("| ") for row in rows} == {"1", "2", "3", "4", "5", "6", "7"}
     assert "failed:" not in written and " cores " in written
     assert "old table" not in written
     assert written.endswith(f"{run_all.NOTES_MARKER}\nwhat the profile showed\n")
+
+
+def test_offline_triage_bench_times_both_rule_sets_on_the_golden_set(quick: dict[str, Any]) -> None:
+    r = figures(quick, "offline_triage")
+    assert r["documents"] >= 20 and r["pages"] >= r["documents"]
+    for rules in (r["new"], r["old"]):
+        assert 0 < rules["ms_per_page"] <= rules["slowest_doc_ms_per_page"]
+        assert {"type", "total", "date", "issuer"} <= set(rules)
+    assert r["new"]["total"] != r["old"]["total"]  # the new rules find totals the old ones did not

@@ -1,90 +1,11 @@
-"""The offline provider: deterministic rules, no network, cost 0."""
+"""The offline provider: no network, cost 0. Each ask is answered by the rule its workflow declares
+for the task (Workflow.offline_rules); a task without one gets the smallest answer its schema allows."""
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Callable, Mapping
 
 from agentd.llm.base import LLMRequest, LLMResponse
-
-DOC_TYPES = [
-    ("invoice", ("invoice", "amount due", "rechnung", "facture", "bill to", "payment terms")),
-    ("receipt", ("receipt", "thank you for your purchase", "paid with", "transaction id")),
-    ("contract", ("agreement", "contract", "hereinafter", "terms and conditions", "party of the")),
-    ("order", ("purchase order", "order number", "please ship", "quantity")),
-    ("complaint", ("complaint", "dissatisfied", "refund", "unacceptable", "disappointed")),
-    ("resume", ("curriculum vitae", "resume", "work experience", "education")),
-    ("report", ("report", "findings", "executive summary", "quarterly")),
-    ("email", ("from:", "subject:")),
-    ("letter", ("dear ", "sincerely", "kind regards", "best regards")),
-]
-ACTIONS = [
-    ("pay", ("amount due", "please pay", "payment due", "due date", "remit")),
-    ("reply", ("please reply", "let me know", "please respond", "get back to")),
-    ("refund", ("refund",)),
-    ("sign", ("please sign", "signature")),
-    ("ship", ("please ship", "deliver")),
-    ("review", ("please review", "for your review", "approve")),
-]
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-AMOUNT = re.compile(r"(?:[$€£]\s?\d[\d,.]*\d|\b\d[\d,.]*\d\s?(?:USD|EUR|GBP|€|\$)|\b(?:USD|EUR|GBP)\s?\d[\d,.]*)")
-DATE = re.compile(r"\b(?:\d{4}-\d{2}-\d{2}|\d{1,2}[./]\d{1,2}[./]\d{2,4}|"
-                  r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.? \d{1,2},? \d{4})\b")
-ORG = re.compile(r"\b((?:[A-Z][\w&'-]+ ){0,3}[A-Z][\w&'-]+ (?:Inc|Ltd|LLC|GmbH|AG|SA|SARL|BV|Corp|Co|plc)\b\.?)")
-PERSON_CUES = re.compile(r"(?im)^(?:from|sender|signed|sincerely|regards|best regards|kind regards|dear)[:,]?\s*\n?\s*"
-                         r"([A-Z][a-z]+(?: [A-Z][a-z]+){1,2})")
-FROM_HEADER = re.compile(r"(?im)^from:\s*\"?([^<\n\"]+?)\"?\s*(?:<[^>]+>)?\s*$")
-
-
-def _unique(items: list[str], limit: int = 10) -> list[str]:
-    seen: list[str] = []
-    for item in items:
-        item = item.strip().strip(".,;")
-        if item and item not in seen:
-            seen.append(item)
-    return seen[:limit]
-
-
-def _summary(text: str) -> str:
-    body = " ".join(text.split())
-    sentences = re.split(r"(?<=[.!?])\s+", body)
-    summary = ""
-    for sentence in sentences:
-        if len(summary) + len(sentence) > 240:
-            break
-        summary = f"{summary} {sentence}".strip()
-    return (summary or body[:240]).strip()
-
-
-def triage(document: str) -> dict[str, Any]:
-    """The rule-based triage answer for a document."""
-    lower = document.lower()
-    # ties go to the more specific type: the one listed first
-    scores = [(sum(lower.count(k) for k in keys), -rank, name) for rank, (name, keys) in enumerate(DOC_TYPES)]
-    best, _, doc_type = max(scores)
-    if best == 0:
-        doc_type = "other"
-    action = next((name for name, keys in ACTIONS if any(k in lower for k in keys)), "none")
-    people = [m.group(1) for m in PERSON_CUES.finditer(document)]
-    people += [m.group(1).strip() for m in FROM_HEADER.finditer(document) if "@" not in m.group(1)]
-    organizations = _unique([m.group(1) for m in ORG.finditer(document)])
-    people = _unique(people)
-    party = organizations[0] if organizations else (people[0] if people else "")
-    confidence = 0.55 if best == 0 else min(0.95, 0.65 + 0.1 * best)
-    return {
-        "document_type": doc_type,
-        "summary": _summary(document),
-        "entities": {
-            "people": people,
-            "organizations": organizations,
-            "emails": _unique(EMAIL.findall(document)),
-            "amounts": _unique(AMOUNT.findall(document)),
-            "dates": _unique(DATE.findall(document)),
-        },
-        "requested_action": action,
-        "party": party,
-        "confidence": round(confidence, 2),
-    }
 
 
 def minimal_instance(schema: dict[str, Any]) -> Any:

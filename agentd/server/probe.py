@@ -15,7 +15,7 @@ from agentd.durable import GroupSync, write_json
 from agentd.run.extract import extract
 from agentd.llm.base import LLMRequest
 from agentd.llm.offline import OfflineProvider
-from agentd.workflows.triage import SYSTEM, TRIAGE_SCHEMA
+from agentd.workflows.triage import SYSTEM, TRIAGE, TRIAGE_SCHEMA
 
 CANARY = (b"From: Probe Sender <probe@example.invalid>\nSubject: Invoice 0000\n\n"
           b"Dear operator, this invoice of $1.00 is due 2030-01-01. Please pay.\nKind regards,\nAgentd Probe\n")
@@ -37,7 +37,7 @@ class Probe:
     def __init__(self, state_dir: Path, sync: GroupSync):
         self.dir = state_dir / "probe"
         self.sync = sync
-        self.provider = OfflineProvider()
+        self.provider = OfflineProvider(TRIAGE.offline_rules)
         self.last: ProbeResult | None = None
 
     async def run(self) -> ProbeResult:

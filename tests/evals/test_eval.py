@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import pytest
 
-from agentd.llm.offline import triage
+from agentd.workflows.triage_rules import triage
 from tests.fakellm import FakeLLM
 from tests.fakewire import Seen
 from tests.helpers import base_env, cli
