@@ -1,6 +1,6 @@
 """Bench 7, the offline triage rules: milliseconds per page of text, new rules vs the old (baseline).
 
-The text is the golden set's (examples/evals/triage/), read by agentd.extract as the daemon reads
+The text is the golden set's (examples/evals/triage/), read by agentd.run.extract as the daemon reads
 it; a PDF counts its pages, any other file one page per CHARS_PER_PAGE characters. Each round runs
 every document once through the new rules (agentd.workflows.triage_rules) and once through the
 old ones (bench/baseline_offline_rules.py), timed in this thread's CPU time (time.thread_time: the
@@ -25,7 +25,7 @@ if __package__ in (None, ""):
 from bench import baseline_offline_rules
 from bench.common import ROOT, bench_main, print_figures
 
-from agentd.extract import extract
+from agentd.run.extract import extract
 from agentd.workflows import triage_rules
 from agentd.workflows.triage import MAX_DOCUMENT_CHARS
 from tests.workflows.golden import cases, field, matches

@@ -1,6 +1,6 @@
 """The offline triage scored on real public documents (examples/evals/triage/), field by field.
 
-Each document goes through agentd.extract.extract, as the daemon reads it, then through the offline
+Each document goes through agentd.run.extract.extract, as the daemon reads it, then through the offline
 rules. The per-field figures are printed; the test fails when a field drops below its floor.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agentd.extract import extract
+from agentd.run.extract import extract
 from agentd.workflows.triage_rules import triage
 from tests.helpers import cli, sidecar_for
 from tests.workflows.golden import MISSING, Case, cases, field, matches

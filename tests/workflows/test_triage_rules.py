@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import jsonschema
 import pytest
 
+from agentd.config import Config
 from agentd.llm.base import LLMRequest
-from agentd.llm.offline import OfflineProvider
+from agentd.llm.gateway import make_provider
+from agentd.workflows import load, offline_rules
 from agentd.workflows.triage import TRIAGE_SCHEMA
 from agentd.workflows.triage_rules import classify, find_amounts, find_dates, find_party, triage
 from agentd.workflows.triage_rules.amounts import parse_number
@@ -289,8 +292,10 @@ def test_a_realistic_invoice_yields_its_party_total_and_date() -> None:
 
 
 def test_the_offline_provider_answers_triage_with_these_rules() -> None:
+    # the rules are the triage workflow's own offline answer, handed to the provider as the daemon does
     text = "INVOICE 2291\nAcme Widgets Ltd\n12 Mill Road\nAmount due: $120.00\nPlease pay by 2026-07-01.\n"
     request = LLMRequest(task="triage", system="", document=text, schema=TRIAGE_SCHEMA)
-    response = asyncio.run(OfflineProvider().complete(request, model="offline", timeout_s=1.0))
+    provider = make_provider(Config(home=Path("/nonexistent")), offline_rules(load(())))
+    response = asyncio.run(provider.complete(request, model="offline", timeout_s=1.0))
     assert response.parsed == triage(text)
     assert response.parsed["party"] == "Acme Widgets Ltd" and response.parsed["entities"]["amounts"] == ["120.00 USD"]
