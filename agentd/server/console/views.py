@@ -38,7 +38,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     response = web.HTTPSeeOther("/review")
     response.set_cookie(COOKIE, console.sessions.start(user), max_age=SESSION_TTL_S, path="/review",
                         httponly=True, samesite="Strict", secure=is_https(request))
-    return response
+    raise response
 
 
 async def logout(request: web.Request, session: Session) -> web.StreamResponse:
@@ -47,7 +47,7 @@ async def logout(request: web.Request, session: Session) -> web.StreamResponse:
     await console.record("review_logout", reviewer=session.user.name)
     response = web.HTTPSeeOther("/review/login")
     response.del_cookie(COOKIE, path="/review")
-    return response
+    raise response
 
 
 async def queue_page(request: web.Request, session: Session) -> web.StreamResponse:
