@@ -17,6 +17,7 @@ import pytest
 from tests.helpers import ROOT, AgentdProcess, audit_events, base_env, sidecar_for, wait_until
 from tests.server.support import CONSOLE_ENV, MEMO_WORKFLOW, TOKENS
 
+os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never download a driver
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the test extras: pip install -e '.[test]'")
