@@ -129,7 +129,8 @@ def test_a_reviewer_logs_in_sees_the_queue_and_opens_an_item(browser: webdriver.
     assert browser.find_element(By.NAME, "party").get_attribute("value") == "Acme Widgets Ltd"
     assert browser.find_element(By.NAME, "entities.emails.0").get_attribute("value") == "billing@acme-widgets.example"
     assert buttons(browser, "Approve") and buttons(browser, "Reject")
-    events = [tr.find_elements(By.TAG_NAME, "td")[1].text for tr in browser.find_elements(By.CSS_SELECTOR, "table.trace tbody tr")]
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.trace tbody tr")
+    events = [tr.find_elements(By.TAG_NAME, "td")[1].text for tr in rows]
     assert events == ["claimed", "llm_call", "outcome"]
     screenshot(browser, "review-item.png", tmp_path)
 
@@ -258,7 +259,8 @@ def test_a_dropped_html_file_with_a_script_is_previewed_inert(browser: webdriver
     preview = browser.find_element(By.ID, "preview")
     assert "<script>document.title='PWNED'" in preview.text and "onerror=" in preview.text
     assert browser.title == "report.html · agentd"
-    assert browser.find_elements(By.TAG_NAME, "script") == [] and browser.find_elements(By.CSS_SELECTOR, "img[src=x]") == []
+    assert browser.find_elements(By.TAG_NAME, "script") == []
+    assert browser.find_elements(By.CSS_SELECTOR, "img[src=x]") == []
     assert browser.execute_script("return document.documentElement.getAttribute('data-pwned') || "
                                   "document.body.getAttribute('data-pwned')") is None
     with pytest.raises(NoSuchElementException):

@@ -182,8 +182,8 @@ async def test_an_edit_that_fails_the_schema_moves_nothing_and_a_valid_one_is_re
     assert status == 422 and "must be a number" in page
 
     status, _ = await post(alice, url, {"csrf": csrf, "action": "approve", "party": "Acme Widgets Limited",
-                                        "entities.emails.0": "billing@acme.example", "entities.emails.1": "ap@acme.example",
-                                        "confidence": "0.41"})
+                                        "entities.emails.0": "billing@acme.example",
+                                        "entities.emails.1": "ap@acme.example", "confidence": "0.41"})
 
     assert status == 303 and (served.home / "archive" / "invoice.txt").exists()
     meta = sidecar_for(served.home, "invoice.txt")

@@ -60,12 +60,13 @@ async def item_page(request: web.Request, session: Session, status: int = 200, e
     schema = console.schema_of(str(meta.get("workflow")))
     result = meta.get("result")
     values = dict(form) if form is not None else {}
-    return page(request, "item.html", status=status, meta=meta, cid=cid, row=queue.row_of(meta, config.review_sla_s,
-                console.clock()), lease=lease, mine=lease is None or lease.holder == session.user.name,
+    row = queue.row_of(meta, config.review_sla_s, console.clock())
+    return page(request, "item.html", status=status, meta=meta, cid=cid, row=row, lease=lease,
+                mine=lease is None or lease.holder == session.user.name, admin=session.user.role == ADMIN,
                 preview=shown, events=events, fields=forms.fields(schema, result), values=values,
                 errors=errors or {}, error_for=forms.error_for_field, problem=problem,
                 unplaced=_unplaced(errors or {}, schema, result),
-                candidates=review.candidates(meta), details=_details(meta), result=result, admin=session.user.role == ADMIN)
+                candidates=review.candidates(meta), details=_details(meta), result=result)
 
 
 def _unplaced(errors: dict[str, str], schema: dict[str, Any] | None, result: Any) -> list[tuple[str, str]]:
@@ -82,7 +83,6 @@ def _details(meta: dict[str, Any]) -> list[tuple[str, str]]:
 
 async def decide(request: web.Request, session: Session) -> web.StreamResponse:
     console = console_of(request)
-    config = console.config()
     sidecar, meta = _find(request)
     cid = str(meta.get("correlation_id"))
     lease = _lease(console, session, cid)
