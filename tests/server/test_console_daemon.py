@@ -2,12 +2,14 @@
 `agentd status` counting what is overdue; the console answers on the daemon's own listener."""
 from __future__ import annotations
 
+import http.client
 import json
 import re
+import signal
 from pathlib import Path
 from typing import Callable
 
-from tests.helpers import AgentdProcess, cli, sidecar_for, wait_until
+from tests.helpers import AgentdProcess, base_env, cli, sidecar_for, wait_until
 from tests.server.support import CONSOLE_ENV
 
 
@@ -38,3 +40,38 @@ def test_review_gauges_and_status_show_the_queue_and_what_is_overdue(home: Path,
     assert re.search(r"review\s+1\s+1 overdue", text), text
     login_status, page = proc.request("GET", "/review/login")
     assert login_status == 200 and b'name="token"' in page
+
+
+def login_status(proc: AgentdProcess, token: str) -> int:
+    """The login's own answer (303 with a session cookie when the token is good), redirects not followed."""
+    connection = http.client.HTTPConnection("127.0.0.1", int(proc.env["HEALTH_PORT"]), timeout=5)
+    try:
+        connection.request("POST", "/review/login", body=f"token={token}",
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+        response = connection.getresponse()
+        response.read()
+        if response.status == 303:
+            assert "agentd_review=" in (response.getheader("Set-Cookie") or "")
+        return response.status
+    finally:
+        connection.close()
+
+
+def test_sighup_changes_who_may_log_in_and_tokens_never_reach_the_logs(home: Path) -> None:
+    env_file = home.parent / "agentd.env"
+    env_file.write_text("REVIEWER_TOKENS=alice:alice-token-old1\n")
+    proc = AgentdProcess(home, base_env(home), args=("--env-file", str(env_file))).start()
+    try:
+        assert login_status(proc, "alice-token-old1") == 303
+        env_file.write_text("REVIEWER_TOKENS=dave:dave-token-new22\n")
+
+        proc.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+
+        wait_until(lambda: login_status(proc, "dave-token-new22") == 303, timeout=10, message="dave let in")
+        assert login_status(proc, "alice-token-old1") == 401
+        audit = (home / "logs" / "audit.jsonl").read_text()
+        assert "review_login_failed" in audit and '"reviewer":"dave"' in audit
+        for token in ("alice-token-old1", "dave-token-new22"):
+            assert token not in audit and token not in proc.output()
+    finally:
+        proc.kill()

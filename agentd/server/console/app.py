@@ -72,6 +72,14 @@ def is_https(request: web.Request) -> bool:
     return request.remote in TRUSTED_PROXIES and proto == "https"
 
 
+def client_address(request: web.Request) -> str:
+    """The browser's address: a trusted (loopback) proxy's X-Forwarded-For says it (last hop)."""
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    if request.remote in TRUSTED_PROXIES and forwarded.strip():
+        return forwarded.split(",")[-1].strip()[:64]
+    return request.remote or "?"
+
+
 def page(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
     session = session_of(request)
     context.setdefault("user", session.user if session else None)

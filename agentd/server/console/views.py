@@ -5,7 +5,8 @@ from aiohttp import web
 
 from agentd import review
 from agentd.server.console import queue
-from agentd.server.console.app import COOKIE, changing, console_of, is_https, message, page, session_of, viewing
+from agentd.server.console.app import (COOKIE, changing, client_address, console_of, is_https, message, page,
+                                       session_of, viewing)
 from agentd.server.console.auth import SESSION_TTL_S, Session, authenticate
 
 
@@ -17,7 +18,7 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 
 async def login(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
-    remote = request.remote or "?"
+    remote = client_address(request)
     origin = request.headers.get("Origin")
     if origin and origin != "null" and origin.split("://", 1)[-1] != request.host:
         return message(request, 403, "Refused", "A login must come from this site's own form.")
