@@ -22,7 +22,7 @@ from agentd.redact import Redactor
 from agentd.server.console.app import Console, mount
 from agentd.server.console.queue import stats
 from tests.helpers import audit_events, sidecar_for
-from tests.server.support import CONSOLE_ENV, TOKENS, review_item, snapshot
+from tests.server.support import CONSOLE_ENV, TOKENS, review_item, snapshot, text_pdf
 
 ENTERED = "2026-06-01T10:00:00.000Z"
 T0 = datetime.fromisoformat(ENTERED.replace("Z", "+00:00")).timestamp()
@@ -265,6 +265,40 @@ async def test_the_file_route_serves_only_a_sniffed_image_and_every_page_has_a_s
     async with alice.get(f"{served.url}/review/eeeeeeee") as response:
         csp = response.headers["Content-Security-Policy"]
         assert "default-src 'none'" in csp and "script-src" not in csp and "&lt;svg onload" in await response.text()
+
+
+async def test_a_pdf_is_previewed_as_its_text_and_an_image_inline_from_its_own_route(served: Served) -> None:
+    review_item(served.home, "scan.pdf", "ffffffff11112222333344445555ffff", content=text_pdf("Invoice 4410 <b>bold</b>"))
+    review_item(served.home, "photo.png", "9999999911112222333344445555ffff", content=PNG)
+    alice, _ = await served.login("alice")
+    async with alice.get(f"{served.url}/review/ffffffff") as response:
+        page = await response.text()
+    assert "text extracted from a PDF of 1 pages" in page
+    assert re.search(r'<pre class="preview" id="preview">Invoice 4410 &lt;b&gt;bold&lt;/b&gt;', page)
+    async with alice.get(f"{served.url}/review/99999999") as response:
+        page = await response.text()
+    assert '<img class="preview" src="/review/9999999911112222333344445555ffff/file"' in page and "<pre" not in page
+
+
+async def test_choose_links_the_candidate_and_approve_without_a_choice_moves_nothing(served: Served) -> None:
+    candidates = [{"id": "c-100", "name": "Acme Widgets Ltd", "email": "billing@acme.example"},
+                  {"id": "c-200", "name": "ACME Widgets Limited", "email": "ap@acme-uk.example"}]
+    cid = "12341234aaaabbbbccccddddeeeeffff"
+    review_item(served.home, "acme.txt", cid, reason="ambiguous_party", candidates=candidates)
+    alice, csrf = await served.login("alice")
+    async with alice.get(f"{served.url}/review/{cid}") as response:
+        page = await response.text()
+    assert page.count(">Choose</button>") == 2 and "ACME Widgets Limited" in page
+
+    status, page = await post(alice, f"{served.url}/review/{cid}/decide", {"csrf": csrf, "action": "approve"})
+
+    assert status == 400 and "Choose one of the 2 candidates" in page
+    assert (served.home / "review" / "acme.txt").exists()
+    status, _ = await post(alice, f"{served.url}/review/{cid}/decide", {"csrf": csrf, "choice": "2"})
+    assert status == 303
+    meta = sidecar_for(served.home, "acme.txt")
+    assert meta["result"]["party_link"]["id"] == "c-200" and meta["result"]["party_link"]["chosen_by"] == "alice"
+    assert meta["review"]["choice"] == 2 and meta["review"]["was"] == "ambiguous_party"
 
 
 async def test_items_past_the_sla_are_overdue_in_the_queue_and_the_gauges(served: Served) -> None:

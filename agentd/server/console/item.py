@@ -94,6 +94,10 @@ async def decide(request: web.Request, session: Session) -> web.StreamResponse:
     if not approve and form.get("action") != "reject":
         return message(request, 400, "No decision", "Use Approve, Reject or Choose.")
     choice = _int(form.get("choice"))
+    options = review.candidates(meta)
+    if approve and options and choice is None:
+        return await item_page(request, session, 400, form=form, problem=f"Choose one of the {len(options)} "
+                               "candidates (or reject): approving needs a choice.")
     schema = console.schema_of(str(meta.get("workflow")))
     edits, errors = forms.edits_from(form, schema, meta.get("result")) if approve else ({}, {})  # type: ignore[arg-type]
     if errors:
