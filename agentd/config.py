@@ -100,6 +100,7 @@ class Config:
     viewer_tokens: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     review_lease_s: float = 600.0
     review_sla_s: float = 86400.0
+    review_base_url: str = ""
     secrets: tuple[str, ...] = field(default=(), repr=False)
     source: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -305,6 +306,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "VIEWER_TOKENS": ("viewer_tokens", _named_tokens),
     "REVIEW_LEASE_S": ("review_lease_s", _float(1, 86400)),
     "REVIEW_SLA_S": ("review_sla_s", _float(1, 365 * 86400)),
+    "REVIEW_BASE_URL": ("review_base_url", _url),
 }
 
 

@@ -75,3 +75,26 @@ def test_sighup_changes_who_may_log_in_and_tokens_never_reach_the_logs(home: Pat
             assert token not in audit and token not in proc.output()
     finally:
         proc.kill()
+
+
+def test_an_item_entering_review_is_announced_once_with_a_link_that_only_shows_it(
+        home: Path, daemon: Callable[..., AgentdProcess]) -> None:
+    from tests.tools.webhook import Webhook
+
+    with Webhook() as hook:
+        proc = daemon(AGENTD_REVIEW_CONFIDENCE="0.99", NOTIFY_WEBHOOK_URL=hook.url,
+                      REVIEW_BASE_URL="https://review.example.com", **CONSOLE_ENV)
+        (home / "incoming" / "note.txt").write_text("A short note about nothing much.\n")
+        cid = wait_until(lambda: sidecar_for(home, "note.txt"), timeout=20, message="in review/")["correlation_id"]
+
+        wait_until(lambda: hook.deliveries, timeout=10, message="the webhook delivery")
+        (home / "incoming" / "probe.txt").write_text("Another note, to show a later tick ran.\n")
+        wait_until(lambda: len(hook.deliveries) == 2, timeout=15, message="the second item's delivery")
+
+        first = hook.deliveries[0]
+        assert first.body["url"] == f"https://review.example.com/review/{cid}"
+        assert first.body["correlation_id"] == cid and first.body["reason"] == "low_confidence"
+        assert first.headers["Idempotency-Key"] == f"review-{cid}"
+        assert [d.body["correlation_id"] for d in hook.deliveries].count(cid) == 1  # once, not every tick
+        status, page = proc.request("GET", f"/review/{cid}")  # the link without a session: the login page
+        assert status == 200 and b'name="token"' in page and (home / "review" / "note.txt").exists()

@@ -37,13 +37,18 @@ class Console:
     clock: Callable[[], float] = time.time
     sessions: Sessions = field(default_factory=Sessions)
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    notifier: Any = None
 
     @classmethod
     def local(cls, config: Callable[[], Any], audit: Any, workflows: Mapping[str, Any],
               clock: Callable[[], float] = time.time) -> "Console":
         """The console with its leases in AGENTD_HOME/state/review-leases.sqlite."""
-        leases = SqliteLeases(config().state_dir / "review-leases.sqlite")
-        return cls(config, audit, workflows, leases, clock, Sessions(clock), LoginLimiter(clock))
+        from agentd.server.console.notify import ReviewNotifier
+
+        state = config().state_dir
+        notifier = ReviewNotifier(config, state / "review-notify.sqlite", audit)
+        return cls(config, audit, workflows, SqliteLeases(state / "review-leases.sqlite"), clock, Sessions(clock),
+                   LoginLimiter(clock), notifier)
 
     def schema_of(self, workflow: str) -> dict[str, Any] | None:
         found = self.workflows.get(workflow)
@@ -156,6 +161,8 @@ def mount(app: web.Application, console: Console) -> None:
                                loader=jinja2.PackageLoader("agentd.server.console", "templates"))
     _filters(env, console.clock)
     app.on_response_prepare.append(_security_headers)
+    if console.notifier is not None:
+        app.cleanup_ctx.append(console.notifier.background)
     app.router.add_get("/review/static/console.css", _static_css)
     views.add_routes(app)
     bulk.add_routes(app)
