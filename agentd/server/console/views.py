@@ -83,3 +83,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/review/login", login)
     app.router.add_post("/review/logout", changing(logout, decide=False))
     app.router.add_get("/review", viewing(queue_page))
+    app.router.add_get("/review/", _to_queue)
+
+
+async def _to_queue(_request: web.Request) -> web.StreamResponse:
+    raise web.HTTPSeeOther("/review")
