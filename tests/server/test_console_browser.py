@@ -14,7 +14,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.helpers import ROOT, AgentdProcess, audit_events, base_env, sidecar_for, wait_until
+from tests.helpers import ROOT, AgentdProcess, audit_events, base_env, cli, sidecar_for, wait_until
 from tests.server.support import CONSOLE_ENV, MEMO_WORKFLOW, TOKENS
 
 os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never download a driver
@@ -25,7 +25,7 @@ if not (CHROMIUM and CHROMEDRIVER):
     pytest.skip("needs the Debian packages chromium and chromium-driver (scripts/test-deps installs them as root)",
                 allow_module_level=True)
 
-from selenium.common.exceptions import NoSuchElementException  # noqa: E402
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -81,7 +81,13 @@ def login(driver: webdriver.Chrome, agentd: AgentdProcess, user: str) -> None:
     driver.get(f"{agentd.url}/review/login")
     driver.find_element(By.NAME, "token").send_keys(TOKENS[user])
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    WebDriverWait(driver, 10).until(lambda d: urllib.parse.urlparse(d.current_url).path == "/review")
+    until(driver, lambda d: urllib.parse.urlparse(d.current_url).path == "/review")
+
+
+def until(driver: webdriver.Chrome, predicate):  # type: ignore[no-untyped-def]
+    """Wait for `predicate(driver)`; a page being replaced under it is retried, not an error."""
+    return WebDriverWait(driver, 10, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+                         ).until(predicate)
 
 
 def button(driver: webdriver.Chrome, name: str):  # type: ignore[no-untyped-def]
@@ -124,7 +130,7 @@ def test_a_reviewer_logs_in_sees_the_queue_and_opens_an_item(browser: webdriver.
     assert cells[2:5] == ["triage", "low_confidence", f"{meta['confidence']:.2f}"]
     screenshot(browser, "review-queue.png", tmp_path)
     row_link.click()
-    assert urllib.parse.urlparse(browser.current_url).path == f"/review/{invoice}"
+    until(browser, lambda d: urllib.parse.urlparse(d.current_url).path == f"/review/{invoice}")
     assert "INVOICE 2291" in browser.find_element(By.ID, "preview").text
     assert browser.find_element(By.NAME, "party").get_attribute("value") == "Acme Widgets Ltd"
     assert browser.find_element(By.NAME, "entities.emails.0").get_attribute("value") == "billing@acme-widgets.example"
@@ -147,7 +153,7 @@ def test_approve_with_an_edit_that_fails_the_schema_then_with_a_valid_one(browse
 
     button(browser, "Approve").click()
 
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "error-confidence"))
+    until(browser, lambda d: d.find_elements(By.ID, "error-confidence"))
     assert "1.5 is greater than the maximum of 1" in browser.find_element(By.ID, "error-confidence").text
     assert (agentd.home / "review" / "invoice-3301.txt").exists()
     assert not [e for e in audit_events(agentd.home, "review_decision") if e["correlation_id"] == cid]
@@ -160,7 +166,7 @@ def test_approve_with_an_edit_that_fails_the_schema_then_with_a_valid_one(browse
 
     button(browser, "Approve").click()
 
-    WebDriverWait(browser, 10).until(lambda d: "Approved invoice-3301.txt" in d.page_source)
+    until(browser, lambda d: "Approved invoice-3301.txt" in d.page_source)
     assert (agentd.home / "archive" / "invoice-3301.txt").exists()
     meta = sidecar_for(agentd.home, "invoice-3301.txt")
     assert meta["outcome"] == "archived" and meta["result"]["party"] == "Acme Widgets Limited"
@@ -169,6 +175,8 @@ def test_approve_with_an_edit_that_fails_the_schema_then_with_a_valid_one(browse
                                        "confidence": {"old": old_confidence, "new": 0.5}}
     [line] = [e for e in audit_events(agentd.home, "review_decision") if e["correlation_id"] == cid]
     assert line["reviewer"] == "alice" and line["decision"] == "approve" and line["edits"] == meta["review"]["edits"]
+    verified = cli(agentd.home, "audit", "verify", env=agentd.env)
+    assert verified.returncode == 0, verified.stdout
 
 
 def test_a_second_reviewer_sees_the_lease_and_cannot_decide(browser: webdriver.Chrome, agentd: AgentdProcess) -> None:
@@ -182,7 +190,7 @@ def test_a_second_reviewer_sees_the_lease_and_cannot_decide(browser: webdriver.C
     assert "Held by alice until" in browser.find_element(By.ID, "lease").text
     button(browser, "Reject").click()
 
-    WebDriverWait(browser, 10).until(lambda d: "alice holds this item until" in d.page_source)
+    until(browser, lambda d: "alice holds this item until" in d.page_source)
     assert (agentd.home / "review" / "contract-77.txt").exists()
     browser.get(f"{agentd.url}/review")
     row = browser.find_element(By.CSS_SELECTOR, f"tr[data-id='{cid}']")
@@ -219,7 +227,7 @@ def test_bulk_reject_of_a_filter(browser: webdriver.Chrome, agentd: AgentdProces
                      if m["workflow"] == "triage"]
 
     browser.find_element(By.XPATH, "//button[starts-with(normalize-space(), 'Reject all')]").click()
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "bulk-items"))
+    until(browser, lambda d: d.find_elements(By.ID, "bulk-items"))
 
     assert browser.find_element(By.TAG_NAME, "h1").text == f"Reject {len(waiting)} items?"
     listed = browser.find_element(By.ID, "bulk-items").text
@@ -228,7 +236,7 @@ def test_bulk_reject_of_a_filter(browser: webdriver.Chrome, agentd: AgentdProces
     browser.find_element(By.NAME, "reason").send_keys("old memos")
     button(browser, f"Confirm: reject {len(waiting)}").click()
 
-    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.TAG_NAME, "h1").text == f"Rejected {len(waiting)}")
+    until(browser, lambda d: d.find_element(By.TAG_NAME, "h1").text == f"Rejected {len(waiting)}")
     for name in ("memo-1.txt", "memo-2.txt", "q3-price-change.txt"):
         meta = sidecar_for(agentd.home, name)
         assert meta["outcome"] == "failed" and meta["reason"] == "rejected_by_reviewer", name
@@ -244,7 +252,7 @@ def test_a_post_without_its_csrf_token_is_refused(browser: webdriver.Chrome, age
 
     button(browser, "Reject").click()
 
-    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.TAG_NAME, "h1").text == "Refused")
+    until(browser, lambda d: d.find_element(By.TAG_NAME, "h1").text == "Refused")
     assert "Nothing was changed" in browser.page_source
     assert (agentd.home / "review" / "order-5.txt").exists()
     assert not [e for e in audit_events(agentd.home, "review_decision") if e["correlation_id"] == cid]
