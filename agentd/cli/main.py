@@ -259,7 +259,9 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
     for name in sorted(config_mod.VARIABLES):
         attr = config_mod.VARIABLES[name][0]
         value = getattr(config, attr)
-        if config_mod.is_secret_name(name):
+        if attr in ("reviewer_tokens", "viewer_tokens"):
+            value = f"(set: {', '.join(n for n, _ in value)})" if value else "(empty)"  # names are not secret
+        elif config_mod.is_secret_name(name):
             value = "(set)" if value else "(empty)"
         elif isinstance(value, (tuple, frozenset)):
             value = ",".join(sorted(value)) if isinstance(value, frozenset) else ",".join(value)

@@ -98,3 +98,12 @@ def test_an_item_entering_review_is_announced_once_with_a_link_that_only_shows_i
         assert [d.body["correlation_id"] for d in hook.deliveries].count(cid) == 1  # once, not every tick
         status, page = proc.request("GET", f"/review/{cid}")  # the link without a session: the login page
         assert status == 200 and b'name="token"' in page and (home / "review" / "note.txt").exists()
+
+
+def test_check_config_names_the_console_users_but_not_their_tokens(home: Path) -> None:
+    shown = cli(home, "check-config", **CONSOLE_ENV)
+    assert shown.returncode == 0, shown.stderr
+    assert "REVIEWER_TOKENS=(set: alice, bob)" in shown.stdout and "VIEWER_TOKENS=(set: vic)" in shown.stdout
+    assert "REVIEW_LEASE_S=600.0" in shown.stdout and "secret" not in shown.stdout
+    bad = cli(home, "check-config", REVIEWER_TOKENS="alice:short")
+    assert bad.returncode == 78 and "REVIEWER_TOKENS" in bad.stderr and "short" not in bad.stderr
