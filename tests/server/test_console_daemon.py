@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 from typing import Callable
 
-from tests.helpers import AgentdProcess, base_env, cli, sidecar_for, wait_until
+from tests.helpers import AgentdProcess, audit_events, base_env, cli, sidecar_for, wait_until
 from tests.server.support import CONSOLE_ENV
 
 
@@ -67,7 +67,8 @@ def test_sighup_changes_who_may_log_in_and_tokens_never_reach_the_logs(home: Pat
 
         proc.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
 
-        wait_until(lambda: login_status(proc, "dave-token-new22") == 303, timeout=10, message="dave let in")
+        wait_until(lambda: audit_events(home, "config_reloaded"), timeout=10, message="the reload")
+        assert login_status(proc, "dave-token-new22") == 303
         assert login_status(proc, "alice-token-old1") == 401
         audit = (home / "logs" / "audit.jsonl").read_text()
         assert "review_login_failed" in audit and '"reviewer":"dave"' in audit
