@@ -23,7 +23,7 @@ from aiohttp.test_utils import TestServer  # noqa: E402
 from agentd import config as config_mod  # noqa: E402
 from agentd import workflows  # noqa: E402
 from agentd.audit import AuditLog  # noqa: E402
-from agentd.health import make_app  # noqa: E402
+from agentd.server.app import make_app  # noqa: E402
 from agentd.server.console.app import Console, mount  # noqa: E402
 from agentd.server.console.queue import stats  # noqa: E402
 
@@ -66,7 +66,7 @@ async def main(count: int, rounds: int) -> None:
         config.logs_dir.mkdir(parents=True)
         audit = AuditLog(config.logs_dir).open()
         console = Console.local(lambda: config, audit, workflows.load(()))
-        app = make_app(lambda: {}, lambda: b"", "", lambda *_: {}, mount=lambda a: mount(a, console))
+        app = make_app(lambda: {}, lambda: b"", lambda: "", lambda *_: {}, mount=lambda a: mount(a, console))
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
         base = str(server.make_url("")).rstrip("/")

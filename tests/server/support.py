@@ -16,8 +16,9 @@ MEMO_WORKFLOW = '''
 from agentd.errors import NeedsReview
 from agentd.workflows import Workflow
 
-async def sign_off(ctx):
-    raise NeedsReview("needs_sign_off", result={"text": ctx.text()[:200]})
+async def sign_off(run):
+    text = await run.text()
+    raise NeedsReview("needs_sign_off", result={"text": text[:200]})
 
 MEMO = Workflow("memo", steps=(sign_off,), description="every memo waits for a person")
 '''

@@ -137,7 +137,9 @@ def test_a_reviewer_logs_in_sees_the_queue_and_opens_an_item(browser: webdriver.
     assert buttons(browser, "Approve") and buttons(browser, "Reject")
     rows = browser.find_elements(By.CSS_SELECTOR, "table.trace tbody tr")
     events = [tr.find_elements(By.TAG_NAME, "td")[1].text for tr in rows]
-    assert events == ["claimed", "llm_call", "outcome"]
+    assert [e for e in events if e != "step"] == ["claimed", "llm_call", "outcome"] and events.count("step") == 3
+    call = browser.find_element(By.CSS_SELECTOR, "table.trace tr.ev-llm_call").text
+    assert "model offline-rules" in call and "tokens_in" in call and "latency_ms" in call and "cost_usd" in call
     screenshot(browser, "review-item.png", tmp_path)
 
 

@@ -17,7 +17,7 @@ from agentd import config as config_mod
 from agentd import workflows
 from agentd.audit import AuditLog
 from agentd.config import ConfigError
-from agentd.health import make_app
+from agentd.server.app import make_app
 from agentd.redact import Redactor
 from agentd.server.console.app import Console, mount
 from agentd.server.console.queue import stats
@@ -65,7 +65,7 @@ async def served(home: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[S
     audit = AuditLog(config.logs_dir, Redactor(config.secrets)).open()
     clock = Clock(T0 + 60)
     console = Console.local(lambda: config, audit, workflows.load(()), clock=clock)
-    app = make_app(lambda: {"status": "ok"}, lambda: b"", "", lambda *_: {}, mount=lambda a: mount(a, console))
+    app = make_app(lambda: {"status": "ok"}, lambda: b"", lambda: "", lambda *_: {}, mount=lambda a: mount(a, console))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     review_item(home, "invoice.txt", CID_A, finished_at=ENTERED)

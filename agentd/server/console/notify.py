@@ -14,7 +14,7 @@ from aiohttp import web
 
 from agentd import __version__, logs, review
 from agentd.audit import utcnow_iso
-from agentd.spool import display_name
+from agentd.spool.layout import display_name
 
 log = logs.get("agentd.review")
 EVERY_S = 2.0

@@ -9,8 +9,8 @@ from agentd.audit import iter_records
 
 SHOWN = {
     "claimed": ("file", "size"),
-    "llm_call": ("provider", "model", "tokens_in", "tokens_out", "cost_usd", "latency_ms", "attempt", "status"),
-    "tool_call": ("tool", "status", "allowed", "latency_ms", "error"),
+    "llm_call": ("step", "provider", "model", "tokens_in", "tokens_out", "cost_usd", "latency_ms", "attempt", "status"),
+    "tool_call": ("step", "tool", "status", "allowed", "latency_ms", "error"),
     "outcome": ("outcome", "reason", "error_class", "file"),
     "review_decision": ("reviewer", "decision", "note"),
     "step": ("step", "status", "duration_ms", "error_class"),
