@@ -54,6 +54,12 @@ class Console:
         found = self.workflows.get(workflow)
         return getattr(found, "output_schema", None)
 
+    async def close(self, _app: web.Application | None = None) -> None:
+        """At the HTTP app's cleanup: the local lease store's database."""
+        closer = getattr(self.leases, "close", None)
+        if closer is not None:
+            closer()
+
     async def record(self, event: str, **fields: Any) -> None:
         """An audit line from the console (logins, lease breaks), durable before the answer."""
         self.audit.append(event, **fields)
@@ -163,6 +169,7 @@ def mount(app: web.Application, console: Console) -> None:
     app.on_response_prepare.append(_security_headers)
     if console.notifier is not None:
         app.cleanup_ctx.append(console.notifier.background)
+    app.on_cleanup.append(console.close)
     app.router.add_get("/review/static/console.css", _static_css)
     views.add_routes(app)
     bulk.add_routes(app)
