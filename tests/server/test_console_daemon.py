@@ -108,3 +108,18 @@ def test_check_config_names_the_console_users_but_not_their_tokens(home: Path) -
     assert "REVIEW_LEASE_S=600.0" in shown.stdout and "secret" not in shown.stdout
     bad = cli(home, "check-config", REVIEWER_TOKENS="alice:short")
     assert bad.returncode == 78 and "REVIEWER_TOKENS" in bad.stderr and "short" not in bad.stderr
+
+
+def test_the_console_bench_runs_and_prints_its_figures(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "review_console.py"), "--items", "5", "--rounds", "2"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    figures = dict(line.split(":", 1) for line in done.stdout.splitlines())
+    assert figures["review items"].strip() == "5"
+    assert all(figures[k].strip().endswith("ms") or "ms per" in figures[k] for k in (
+        "queue page (median)", "item page (median)", "review gauges"))
