@@ -42,19 +42,24 @@ def test_review_gauges_and_status_show_the_queue_and_what_is_overdue(home: Path,
     assert login_status == 200 and b'name="token"' in page
 
 
-def login_status(proc: AgentdProcess, token: str) -> int:
-    """The login's own answer (303 with a session cookie when the token is good), redirects not followed."""
+def call(proc: AgentdProcess, method: str, path: str, body: str = "", cookie: str = "") -> tuple[int, str, str]:
+    """(status, Location, the session cookie set) of one request; redirects are not followed."""
     connection = http.client.HTTPConnection("127.0.0.1", int(proc.env["HEALTH_PORT"]), timeout=5)
+    headers = {"Content-Type": "application/x-www-form-urlencoded", **({"Cookie": cookie} if cookie else {})}
     try:
-        connection.request("POST", "/review/login", body=f"token={token}",
-                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+        connection.request(method, path, body=body or None, headers=headers)
         response = connection.getresponse()
         response.read()
-        if response.status == 303:
-            assert "agentd_review=" in (response.getheader("Set-Cookie") or "")
-        return response.status
+        cookie_set = (response.getheader("Set-Cookie") or "").split(";")[0]
+        return response.status, response.getheader("Location") or "", cookie_set
     finally:
         connection.close()
+
+
+def login_status(proc: AgentdProcess, token: str) -> int:
+    status, _, cookie = call(proc, "POST", "/review/login", f"token={token}")
+    assert (status == 303) == cookie.startswith("agentd_review=")
+    return status
 
 
 def test_sighup_changes_who_may_log_in_and_tokens_never_reach_the_logs(home: Path) -> None:
@@ -62,7 +67,8 @@ def test_sighup_changes_who_may_log_in_and_tokens_never_reach_the_logs(home: Pat
     env_file.write_text("REVIEWER_TOKENS=alice:alice-token-old1\n")
     proc = AgentdProcess(home, base_env(home), args=("--env-file", str(env_file))).start()
     try:
-        assert login_status(proc, "alice-token-old1") == 303
+        status, _, alice = call(proc, "POST", "/review/login", "token=alice-token-old1")
+        assert status == 303 and call(proc, "GET", "/review", cookie=alice)[0] == 200
         env_file.write_text("REVIEWER_TOKENS=dave:dave-token-new22\n")
 
         proc.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
@@ -70,6 +76,7 @@ def test_sighup_changes_who_may_log_in_and_tokens_never_reach_the_logs(home: Pat
         wait_until(lambda: audit_events(home, "config_reloaded"), timeout=10, message="the reload")
         assert login_status(proc, "dave-token-new22") == 303
         assert login_status(proc, "alice-token-old1") == 401
+        assert call(proc, "GET", "/review", cookie=alice)[:2] == (303, "/review/login")  # her session ended too
         audit = (home / "logs" / "audit.jsonl").read_text()
         assert "review_login_failed" in audit and '"reviewer":"dave"' in audit
         for token in ("alice-token-old1", "dave-token-new22"):
