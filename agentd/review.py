@@ -1,7 +1,9 @@
 """The review queue: `agentd review list | show ID | approve ID [--choice N] | reject ID [--reason ...]`.
 
-A decision is audited (`review_decision`: who, when, what) and then finishes the run the
-way the daemon does: the outcome line durable in the audit log, the sidecar written and
+`decide` is the one way an item leaves review/ (this CLI and the review console both call
+it): the choice and any edits are checked (edits against the workflow's output schema),
+the decision is audited (`review_decision`: reviewer, decision, edits, when) and the run
+finishes the way the daemon does: the outcome line durable in the audit log, the sidecar written and
 fsynced, then the file renamed review/ -> archive/ (approve) or failed/ (reject).
 """
 from __future__ import annotations
