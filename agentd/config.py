@@ -96,6 +96,11 @@ class Config:
     agent_max_tool_calls: int = 8
     max_resumes: int = 3
     crash_at: str = ""  # tests only: the named point where the daemon SIGKILLs itself
+    reviewer_tokens: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    viewer_tokens: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    review_lease_s: float = 600.0
+    review_sla_s: float = 86400.0
+    review_base_url: str = ""
     secrets: tuple[str, ...] = field(default=(), repr=False)
     source: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -230,6 +235,24 @@ def _text(raw: str) -> str:
     return raw.strip()
 
 
+def _named_tokens(raw: str) -> tuple[tuple[str, str], ...]:
+    """`name:token,name:token` (review console users); names unique, tokens 8+ characters."""
+    pairs: list[tuple[str, str]] = []
+    for n, item in enumerate(_list(raw), 1):
+        name, colon, token = item.partition(":")
+        name, token = name.strip(), token.strip()
+        if not colon or not name or not token:
+            raise ValueError(f"entry {n} must be name:token")
+        if not all(c.isalnum() or c in "-_." for c in name):
+            raise ValueError(f"entry {n}: a name may use letters, digits, '-', '_' and '.'")
+        if len(token) < 8:
+            raise ValueError(f"entry {n} ({name}): the token must have at least 8 characters")
+        if name in (p[0] for p in pairs):
+            raise ValueError(f"name {name!r} is listed twice")
+        pairs.append((name, token))
+    return tuple(pairs)
+
+
 # variable name -> (Config field, parser)
 VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENTD_HOME": ("home", lambda raw: Path(raw.strip() or "./var")),
@@ -279,6 +302,11 @@ VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENT_MAX_TOOL_CALLS": ("agent_max_tool_calls", _int(0, 100)),
     "AGENTD_MAX_RESUMES": ("max_resumes", _int(0, 1000)),
     "AGENTD_CRASH_AT": ("crash_at", _choice("", *CRASH_POINTS)),
+    "REVIEWER_TOKENS": ("reviewer_tokens", _named_tokens),
+    "VIEWER_TOKENS": ("viewer_tokens", _named_tokens),
+    "REVIEW_LEASE_S": ("review_lease_s", _float(1, 86400)),
+    "REVIEW_SLA_S": ("review_sla_s", _float(1, 365 * 86400)),
+    "REVIEW_BASE_URL": ("review_base_url", _url),
 }
 
 
@@ -322,8 +350,9 @@ def load(env_file: str | os.PathLike[str] | None = None,
         kwargs["llm_model"] = kwargs.get("llm_model") or model
     kwargs.setdefault("llm_model", model)
     kwargs["home"] = Path(os.path.abspath(kwargs["home"]))
+    named = [token for attr in ("reviewer_tokens", "viewer_tokens") for _, token in kwargs.get(attr, ())]
     secrets = tuple(sorted({v.strip() for k, v in values.items()
-                            if is_secret_name(k) and v and len(v.strip()) >= 4}, key=len, reverse=True))
+                            if is_secret_name(k) and v and len(v.strip()) >= 4} | set(named), key=len, reverse=True))
     kwargs["secrets"] = secrets
     kwargs["source"] = {k: v for k, v in values.items() if k in VARIABLES}
     config = Config(**kwargs)
@@ -347,3 +376,7 @@ def _check(config: Config) -> None:
         raise ConfigError("NOTIFY_WEBHOOK_URL", "is required when ALLOWED_SERVICES has notification")
     if "db-query" in config.allowed_services and not config.db_path:
         raise ConfigError("DB_QUERY_PATH", "is required when ALLOWED_SERVICES has db-query")
+    reviewers = {name for name, _ in config.reviewer_tokens}
+    both = sorted(reviewers & {name for name, _ in config.viewer_tokens})
+    if both:
+        raise ConfigError("VIEWER_TOKENS", f"{both[0]!r} is also a reviewer in REVIEWER_TOKENS")

@@ -17,6 +17,7 @@ from agentd.config import Config, ConfigError
 from agentd.intake.watcher import Candidate, Watcher
 from agentd.llm.base import Provider
 from agentd.server.app import HttpServer, make_app
+from agentd.server.console.queue import stats as review_stats
 from agentd.server.health import HealthView
 from agentd.server.probe import Probe
 from agentd.services import build
@@ -108,7 +109,8 @@ class Daemon(HealthView):
         await s.audit.flush()
         await asyncio.to_thread(s.counts.load, c.home)
         if not self.burst:
-            app = make_app(self.health, self._render_metrics, lambda: self.config.admin_token, self._set_kill)
+            app = make_app(self.health, self._render_metrics, lambda: self.config.admin_token, self._set_kill,
+                           mount=self._console())
             self.http = HttpServer(app, c.health_host, c.health_port)
             self.health_port = await self.http.start()
         for i in range(c.concurrency):
@@ -140,6 +142,13 @@ class Daemon(HealthView):
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
+
+    def _console(self) -> Any:
+        """The review console on the HTTP listener (its leases in state/)."""
+        from agentd.server.console.app import Console, mount
+
+        console = Console.local(lambda: self.config, self.services.audit, self.services.workflows)
+        return lambda app: mount(app, console)
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -372,6 +381,7 @@ class Daemon(HealthView):
         s.metrics.spend_today.set(float(s.budget.spent_today))
         s.metrics.budget_used.set(s.budget.used_ratio())
         self.counts()
+        s.metrics.set_review(review_stats(self.config.home, self.config.review_sla_s, time.time()))
         return s.metrics.render()
 
     def _set_kill(self, engaged: bool, reason: str, by: str) -> dict[str, Any]:

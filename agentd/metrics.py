@@ -37,6 +37,15 @@ class Metrics:
         self.pii_redacted = Counter("agentd_pii_redacted_total", "PII values replaced before the model",
                                     ["kind"], registry=r)
         self.probe_ok = Gauge("agentd_probe_ok", "1 if the last synthetic probe succeeded", registry=r)
+        self.review_depth = Gauge("agentd_review_queue_depth", "Items waiting in review/", registry=r)
+        self.review_oldest = Gauge("agentd_review_oldest_age_seconds", "Age of the oldest item in review/",
+                                   registry=r)
+        self.review_overdue = Gauge("agentd_review_overdue", "Items in review/ past REVIEW_SLA_S", registry=r)
+
+    def set_review(self, stats: dict[str, float]) -> None:
+        self.review_depth.set(stats["depth"])
+        self.review_oldest.set(stats["oldest_age_s"])
+        self.review_overdue.set(stats["overdue"])
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

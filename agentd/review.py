@@ -1,17 +1,21 @@
 """The review queue: `agentd review list | show ID | approve ID [--choice N] | reject ID [--reason ...]`.
 
-A decision is audited (`review_decision`: who, when, what) and then finishes the run the
-way the daemon does: the outcome line durable in the audit log, the sidecar written and
+`decide` is the one way an item leaves review/ (this CLI and the review console both call
+it): the choice and any edits are checked (edits against the workflow's output schema),
+the decision is audited (`review_decision`: reviewer, decision, edits, when) and the run
+finishes the way the daemon does: the outcome line durable in the audit log, the sidecar written and
 fsynced, then the file renamed review/ -> archive/ (approve) or failed/ (reject).
 """
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from agentd.audit import AuditLog, utcnow_iso
 from agentd.config import Config
@@ -56,7 +60,10 @@ def find(home: Path, ident: str) -> tuple[Path, dict[str, Any]]:
         decided = [m for _, m in iter_sidecars(home, ("archived", "failed"))
                    if str(m.get("correlation_id", "")).startswith(ident)]
         if decided:
-            raise ReviewError(f"{ident} is not waiting for review (it is {decided[0].get('outcome')})")
+            review = decided[0].get("review") if isinstance(decided[0].get("review"), dict) else None
+            by = f": already decided by {review.get('reviewer') or review.get('by')} at {review.get('at')}" \
+                if review else ""
+            raise AlreadyDecided(f"{ident} is not waiting for review (it is {decided[0].get('outcome')}){by}")
         raise ReviewError(f"no file in review/ with id {ident}")
     return matches[0]
 
@@ -70,12 +77,90 @@ def candidates(meta: dict[str, Any]) -> list[dict[str, Any]]:
 
 # -- deciding ------------------------------------------------------------------------------------
 
+class AlreadyDecided(ReviewError):
+    """A second decision on one item: the message names who decided it and when."""
+
+
+class EditError(ReviewError):
+    """Edits that do not fit the workflow's output schema: a message per field (JSON path)."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{path}: {why}" for path, why in errors.items()), EX_USAGE)
+        self.errors = errors
+
+
+def decided_message(home: Path, cid: str) -> str | None:
+    """'already decided by X at T' for a run a reviewer finished, else None."""
+    for _, meta in iter_sidecars(home, ("archived", "failed")):
+        review = meta.get("review")
+        if meta.get("correlation_id") == cid and isinstance(review, dict):
+            who = review.get("reviewer") or review.get("by")
+            return f"already decided by {who} at {review.get('at')} ({review.get('decision')})"
+    return None
+
+
+def apply_edits(result: Any, edits: dict[str, Any], schema: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+    """The result with `edits` ({JSON path: new value}) applied and checked against `schema`,
+    and the changes as {path: {"old", "new"}}; EditError names each field that does not fit."""
+    if not edits:
+        return result, {}
+    if schema is None or not isinstance(result, dict):
+        raise EditError({path: "this workflow's result has no schema, so it cannot be edited" for path in edits})
+    import copy
+
+    import jsonschema
+
+    new = copy.deepcopy(result)
+    changes: dict[str, Any] = {}
+    for path, value in edits.items():
+        parent, key = _walk(new, path)
+        old = parent[key] if _has(parent, key) else None
+        if old != value:
+            changes[path] = {"old": old, "new": value}
+            if isinstance(parent, list) and key == len(parent):
+                parent.append(value)
+            else:
+                parent[key] = value
+    errors: dict[str, str] = {}
+    for error in jsonschema.Draft202012Validator(schema).iter_errors(new):
+        errors.setdefault(".".join(str(p) for p in error.absolute_path) or "result", error.message)
+    if errors:
+        raise EditError(errors)
+    return new, changes
+
+
+def _walk(value: Any, path: str) -> tuple[Any, Any]:
+    parts = path.split(".")
+    for part in parts[:-1]:
+        value = value[int(part)] if isinstance(value, list) else value.setdefault(part, {})
+    last = parts[-1]
+    return value, (int(last) if isinstance(value, list) else last)
+
+
+def _has(parent: Any, key: Any) -> bool:
+    return (0 <= key < len(parent)) if isinstance(parent, list) else key in parent
+
+
 def decide(config: Config, sidecar: Path, meta: dict[str, Any], approve: bool, choice: int | None = None,
-           note: str = "", by: str | None = None) -> Path:
-    """Finish a reviewed run: audit the decision and the outcome, write the sidecar, then rename."""
-    data = sidecar.with_name(sidecar.name[: -len(SIDECAR)])
-    if not os.path.lexists(data):
-        raise ReviewError(f"the reviewed file {display_name(data.name)} is missing from review/")
+           note: str = "", by: str | None = None, edits: dict[str, Any] | None = None,
+           schema: dict[str, Any] | None = None, audit: AuditLog | None = None) -> Path:
+    """Finish a reviewed run (the CLI and the console both come here): check the choice and
+    the edits, audit the decision and the outcome, write the sidecar, then rename."""
+    _check_choice(meta, approve, choice)
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    with _decision_lock(config.state_dir):
+        data = sidecar.with_name(sidecar.name[: -len(SIDECAR)])
+        if not sidecar.exists():
+            raise AlreadyDecided(decided_message(config.home, str(meta.get("correlation_id")))
+                                 or "this item is no longer in review/")
+        if not os.path.lexists(data):
+            raise ReviewError(f"the reviewed file {display_name(data.name)} is missing from review/")
+        result, changes = apply_edits(meta.get("result"), edits or {}, schema) if approve else (meta.get("result"), {})
+        return _finish(config, sidecar, data, {**meta, "result": result}, approve, choice, note,
+                       by or _who(), changes, audit)
+
+
+def _check_choice(meta: dict[str, Any], approve: bool, choice: int | None) -> None:
     options = candidates(meta)
     if choice is not None and not approve:
         raise ReviewError("--choice goes with approve", EX_USAGE)
@@ -86,35 +171,39 @@ def decide(config: Config, sidecar: Path, meta: dict[str, Any], approve: bool, c
         raise ReviewError(f"--choice {choice}: there {'is' if len(options) == 1 else 'are'} "
                           f"{len(options) or 'no'} candidate{'' if len(options) == 1 else 's'}"
                           + (f"; choose 1..{len(options)}" if options else ""), EX_USAGE)
+
+
+def _finish(config: Config, sidecar: Path, data: Path, meta: dict[str, Any], approve: bool, choice: int | None,
+            note: str, by: str, changes: dict[str, Any], audit: AuditLog | None) -> Path:
     redact = Redactor(config.secrets)
-    by = by or _who()
     at = utcnow_iso()
-    decision = {"decision": "approve" if approve else "reject", "by": by, "at": at,
+    decision = {"reviewer": by, "decision": "approve" if approve else "reject", "at": at, "edits": changes,
                 "was": meta.get("reason"), "choice": choice, "note": redact(note) or None}
     outcome = "archived" if approve else "failed"
     new = {k: v for k, v in meta.items() if k not in ("audit_seq", "audit_hash", "error_class", "detail")}
-    new.update(outcome=outcome, review=decision, decided_at=at)
+    new.update(outcome=outcome, review={k: v for k, v in decision.items() if v is not None}, decided_at=at)
     if approve:
         new["reason"] = "approved"
         if choice is not None:
-            new["result"] = _linked(meta.get("result"), options[choice - 1], by, at)
+            new["result"] = _linked(meta.get("result"), candidates(meta)[choice - 1], by, at)
     else:
-        new.update(reason=redact(note) or "rejected", error_class="policy")
+        new.update(reason="rejected_by_reviewer", error_class="policy", detail=redact(note) or None)
     target_dir = config.terminal(outcome)
     target_dir.mkdir(parents=True, exist_ok=True)
     final = free_name(target_dir, data.name, str(meta.get("correlation_id", "")))
-    audit = AuditLog(config.logs_dir, redact).open()
+    log = audit or AuditLog(config.logs_dir, redact).open()
     try:
         cid, workflow = meta.get("correlation_id"), meta.get("workflow")
-        audit.append("review_decision", correlation_id=cid, workflow=workflow, **decision)
-        entry = audit.append("outcome", correlation_id=cid, workflow=workflow, outcome=outcome, file=final.name,
-                             reason=new["reason"], error_class=new.get("error_class"), via="review", by=by)
-        audit.flush_now()
+        log.append("review_decision", correlation_id=cid, workflow=workflow, **decision)
+        entry = log.append("outcome", correlation_id=cid, workflow=workflow, outcome=outcome, file=final.name,
+                           reason=new["reason"], error_class=new.get("error_class"), via="review", by=by)
+        log.flush_now()
     finally:
-        audit.close()
+        if audit is None:
+            log.close()
     new.update(audit_seq=entry.seq, audit_hash=entry.hash)
     meta_path = final.with_name(final.name + SIDECAR)
-    write_json(meta_path, new)
+    write_json(meta_path, {k: v for k, v in new.items() if v is not None})
     fsync_path(meta_path)
     fsync_path(target_dir)
     os.rename(data, final)
@@ -122,6 +211,17 @@ def decide(config: Config, sidecar: Path, meta: dict[str, Any], approve: bool, c
     sidecar.unlink()
     fsync_path(sidecar.parent)
     return final
+
+
+@contextmanager
+def _decision_lock(state_dir: Path) -> Iterator[None]:
+    """One decision at a time on this AGENTD_HOME (the daemon's console and the CLI)."""
+    fd = os.open(state_dir / "review.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _linked(result: Any, chosen: dict[str, Any], by: str, at: str) -> Any:

@@ -54,10 +54,10 @@ def test_approve_with_a_choice_archives_the_file_with_that_link_and_an_audit_eve
     link = meta["result"]["party_link"]
     assert link["status"] == "linked" and link["id"] == "c-200" and link["name"] == "ACME Widgets Limited"
     assert meta["review"]["decision"] == "approve" and meta["review"]["choice"] == 2
-    assert meta["review"]["by"] == getpass.getuser() and meta["review"]["was"] == "ambiguous_party"
+    assert meta["review"]["reviewer"] == getpass.getuser() and meta["review"]["was"] == "ambiguous_party"
     [decision] = audit_events(home, "review_decision")
     assert decision["correlation_id"] == cid and decision["decision"] == "approve" and decision["choice"] == 2
-    assert decision["by"] == getpass.getuser() and decision["at"]
+    assert decision["reviewer"] == getpass.getuser() and decision["at"] and decision["edits"] == {}
     outcome = [e for e in audit_events(home, "outcome") if e["correlation_id"] == cid][-1]
     assert outcome["outcome"] == "archived" and outcome["seq"] == meta["audit_seq"]
     assert outcome["hash"] == meta["audit_hash"] and outcome["seq"] > decision["seq"]
@@ -71,14 +71,16 @@ def test_reject_moves_the_file_to_failed_with_a_policy_error(home: Path, ambiguo
     meta = sidecar_for(home, "invoice.txt")
     assert (home / "failed" / "invoice.txt").exists()
     assert meta["outcome"] == "failed" and meta["error_class"] == "policy"
-    assert meta["reason"] == "not a customer of ours" and meta["review"]["decision"] == "reject"
+    assert meta["reason"] == "rejected_by_reviewer" and meta["review"]["decision"] == "reject"
+    assert meta["review"]["note"] == "not a customer of ours" and meta["detail"] == "not a customer of ours"
     [decision] = audit_events(home, "review_decision")
     assert decision["decision"] == "reject"
 
 
-def test_reject_without_a_reason_says_rejected(home: Path, ambiguous: dict) -> None:
+def test_reject_without_a_reason_says_rejected_by_reviewer(home: Path, ambiguous: dict) -> None:
     assert cli(home, "review", "reject", ambiguous["correlation_id"]).returncode == 0
-    assert sidecar_for(home, "invoice.txt")["reason"] == "rejected"
+    meta = sidecar_for(home, "invoice.txt")
+    assert meta["reason"] == "rejected_by_reviewer" and "note" not in meta["review"]
 
 
 def test_list_shows_a_table_for_people_and_json_for_scripts(home: Path, ambiguous: dict) -> None:
@@ -119,6 +121,7 @@ def test_an_id_already_decided_says_so(home: Path, ambiguous: dict) -> None:
     assert cli(home, "review", "approve", cid, "--choice", "1").returncode == 0
     again = cli(home, "review", "reject", cid)
     assert again.returncode == 1 and "not waiting for review (it is archived)" in again.stderr
+    assert f"already decided by {getpass.getuser()} at " in again.stderr
 
 
 def test_a_prefix_shared_by_two_files_is_ambiguous_and_a_short_one_is_a_usage_error(home: Path) -> None:

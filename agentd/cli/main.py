@@ -50,6 +50,7 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
     from agentd.guards.budget import Budget
     from agentd.daemon import state_lock_holder
     from agentd.guards.killswitch import KillSwitch
+    from agentd.server.console.queue import stats
     from agentd.spool.counts import count_entries, oldest_waiting_age_s
 
     home = config.home
@@ -70,6 +71,7 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
         "spend_today_usd": float(budget.spent_today),
         "daily_budget_usd": float(config.daily_budget_usd),
         "unreadable": _unreadable(config),
+        "review_overdue": stats(home, config.review_sla_s, time.time())["overdue"],
     }
     if args.json:
         _print_json(status)
@@ -79,6 +81,7 @@ def cmd_status(args: argparse.Namespace, config: Config) -> int:
     for sub, n in counts.items():
         extra = f"   oldest waiting {_age(oldest)}" if sub == "incoming" and oldest is not None else ""
         extra = "   in flight" if sub == "processing" and n else extra
+        extra = f"   {status['review_overdue']} overdue" if sub == "review" and status["review_overdue"] else extra
         print(f"  {sub:<11}{n:>7}{extra}")
     for path, why in status["unreadable"].items():
         print(f"skipped (cannot read): {path}: {why}")
@@ -256,7 +259,9 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
     for name in sorted(config_mod.VARIABLES):
         attr = config_mod.VARIABLES[name][0]
         value = getattr(config, attr)
-        if config_mod.is_secret_name(name):
+        if attr in ("reviewer_tokens", "viewer_tokens"):
+            value = f"(set: {', '.join(n for n, _ in value)})" if value else "(empty)"  # names are not secret
+        elif config_mod.is_secret_name(name):
             value = "(set)" if value else "(empty)"
         elif isinstance(value, (tuple, frozenset)):
             value = ",".join(sorted(value)) if isinstance(value, frozenset) else ",".join(value)

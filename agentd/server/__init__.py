@@ -1,1 +1,1 @@
-"""server"""
+"""The HTTP side: /health, /metrics, /admin, the probe and the review console."""

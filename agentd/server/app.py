@@ -13,9 +13,13 @@ log = logs.get("agentd.http")
 
 
 def make_app(health: Callable[[], dict[str, Any]], metrics: Callable[[], bytes], admin_token: Callable[[], str],
-             kill_switch: Callable[[bool, str, str], dict[str, Any]]) -> web.Application:
-    """`admin_token` is read per request, so SIGHUP changes it live; empty disables /admin (404)."""
+             kill_switch: Callable[[bool, str, str], dict[str, Any]],
+             mount: Callable[[web.Application], None] | None = None) -> web.Application:
+    """`admin_token` is read per request, so SIGHUP changes it live; empty disables /admin (404).
+    `mount` adds more routes (the review console)."""
     app = web.Application()
+    if mount is not None:
+        mount(app)
 
     async def get_health(_request: web.Request) -> web.Response:
         body = health()

@@ -48,7 +48,8 @@ class Workflow:
 
     `tools` is the workflow's own allowlist (a tool also needs ALLOWED_SERVICES);
     `offline_rules` answer its asks by task name when LLM_PROVIDER=offline;
-    `output_schema` describes its result (the review console builds its form from it).
+    `output_schema` describes its result (the review console builds its form from it;
+    properties marked `"readOnly": true` are shown but not editable).
     """
 
     name: str

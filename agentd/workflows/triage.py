@@ -34,6 +34,19 @@ TRIAGE_SCHEMA: dict[str, Any] = {
     },
 }
 
+_shown = {"readOnly": True}
+TRIAGE_RESULT_SCHEMA: dict[str, Any] = {
+    **TRIAGE_SCHEMA,
+    "required": [*TRIAGE_SCHEMA["required"]],
+    "properties": {
+        **TRIAGE_SCHEMA["properties"],
+        "provider": {"type": ["string", "null"], **_shown},
+        "model": {"type": ["string", "null"], **_shown},
+        "source_kind": {"type": ["string", "null"], **_shown},
+        "party_link": {"type": ["object", "null"], **_shown},
+    },
+}
+
 SYSTEM = (
     "You triage business documents. Classify the document, summarise it in at most three "
     "sentences, list the people, organisations, e-mail addresses, amounts and dates it names, "
@@ -78,4 +91,5 @@ async def route(run: Run) -> dict[str, Any]:
 
 
 TRIAGE = Workflow("triage", steps=(extract_text, classify, route), offline_rules={"triage": offline_triage},
-                  description="classify, summarise and extract entities from a document")
+                  description="classify, summarise and extract entities from a document",
+                  output_schema=TRIAGE_RESULT_SCHEMA)
