@@ -25,7 +25,7 @@ run: $(STAMP)
 test: $(STAMP)
 	./scripts/test-deps
 	@if [ -d examples/evals/triage ]; then \
-		AGENTD_HOME=$$(mktemp -d) LLM_PROVIDER=offline $(BIN)/agentd eval examples/evals/triage --replay; \
+		AGENTD_HOME=$$(mktemp -d) LLM_PROVIDER=offline $(BIN)/agentd eval examples/evals/triage --replay --min-accuracy 0.9; \
 	else echo "skipped: agentd eval examples/evals/triage --replay (no golden set in examples/evals/triage/ yet)"; fi
 	$(BIN)/python -m pytest
 

@@ -2,6 +2,7 @@
 against `<name>.expected.json`, with cost, latency and outcome counts, and the CI gates."""
 from __future__ import annotations
 
+import glob
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -39,13 +40,23 @@ class Scored:
         return all(f["ok"] for f in self.fields)
 
 
+def _input_of(expected: Path) -> Path | None:
+    """`report.pdf.expected.json` -> report.pdf; `report.expected.json` -> the one file report.<ext>."""
+    named = expected.with_name(expected.name[: -len(EXPECTED)])
+    if named.is_file():
+        return named
+    stems = [p for p in expected.parent.glob(glob.escape(named.name) + ".*")
+             if p.is_file() and not p.name.endswith((EXPECTED, ANSWERS))]
+    return stems[0] if len(stems) == 1 else None
+
+
 def load_cases(folder: Path) -> list[Case]:
     """Inputs that have an expected.json beside them; an expected.json without input is an error."""
     cases = []
     for expected in sorted(folder.glob("*" + EXPECTED)):
-        source = expected.with_name(expected.name[: -len(EXPECTED)])
-        if not source.is_file():
-            raise match.CaseError(f"{expected}: no input file {source.name} beside it")
+        source = _input_of(expected)
+        if source is None:
+            raise match.CaseError(f"{expected}: no input file {expected.name[: -len(EXPECTED)]}[.ext] beside it")
         cases.append(Case(source.name, source, match.load(expected)))
     if not cases:
         raise match.CaseError(f"{folder}: no <name>{EXPECTED} files")

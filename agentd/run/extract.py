@@ -27,6 +27,10 @@ class Document:
     kind: str
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # a PDF's text layer may hold half of a surrogate pair: keep the text, mark the broken character
+        self.text = self.text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
 
 def decode_text(data: bytes) -> str:
     """UTF-8 (with or without BOM), or UTF-16 with a BOM; anything else is undecodable."""

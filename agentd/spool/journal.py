@@ -20,6 +20,14 @@ from agentd.durable import GroupSync
 MISSING = object()
 
 
+def _line(entry: dict[str, Any]) -> bytes:
+    """One JSON line; text with lone surrogates (from a broken PDF) is written \\u-escaped, never lost."""
+    try:
+        return (json.dumps(entry, ensure_ascii=False, default=str) + "\n").encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return (json.dumps(entry, ensure_ascii=True, default=str) + "\n").encode("ascii")
+
+
 class Journal:
     def __init__(self, path: Path, sync: GroupSync):
         self.path = path
@@ -52,8 +60,7 @@ class Journal:
         return self.values.get(key, MISSING)
 
     def _append(self, entry: dict[str, Any]) -> None:
-        self._pending.append((json.dumps(entry, ensure_ascii=False, default=str) + "\n")
-                             .encode("utf-8", "surrogateescape"))
+        self._pending.append(_line(entry))
         if self.precious:
             self._write()
 
