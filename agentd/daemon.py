@@ -37,6 +37,7 @@ STATUS_EVERY_S = 2.0
 RETRY_STALLED_S = 5.0
 PARK_S = 5.0
 LOCK_FILE = "agentd.lock"
+TRACE_DRAIN_S = 2.0
 
 
 class AlreadyRunning(Exception):
@@ -66,6 +67,7 @@ class Daemon(HealthView):
         if getattr(self.notifier, "socket", None) is not None:
             self.notifier.socket.setblocking(False)  # a peer that stops reading never blocks the loop
         self._tasks: list[asyncio.Task[Any]] = []
+        self.traces: Any = None  # agentd.traces.exporter.TraceExporter when OTLP export is on
         self._lock_fd: int | None = None
         self._counts_cache: tuple[float, dict[str, int]] = (0.0, {})
         self._oldest: float | None = None
@@ -118,6 +120,7 @@ class Daemon(HealthView):
         self.audit.append("startup", version=__version__, pid=os.getpid(), provider=c.llm_provider,
                           model=c.llm_model, recovered=len(recovered), kill_switch=self.kill.engaged)
         await self.audit.flush()
+        self.traces = self._start_traces()
         if not self.burst:
             self.http = HttpServer(make_app(self.health, self._render_metrics, c.admin_token, self._set_kill),
                                    c.health_host, c.health_port)
@@ -165,6 +168,18 @@ class Daemon(HealthView):
         except ImportError:
             return None
         return ToolBox(self.config, self.audit, self.metrics, self.stop_reason)
+
+    def _start_traces(self) -> Any:
+        """The OTLP trace exporter task, only when an endpoint is set (its imports cost nothing otherwise)."""
+        if not self.config.traces_url:
+            return None
+        from agentd.traces import exporter
+        from agentd.traces.cursor import CursorError
+        try:
+            return exporter.start(self.config, self.metrics)
+        except CursorError as exc:  # the daemon's job goes on; traces wait for the operator
+            log.error("trace_export_off", error=str(exc))
+            return None
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -387,6 +402,8 @@ class Daemon(HealthView):
         self.audit.append("shutdown", processed=self.processed, unfinished=left)
         self.audit.flush_now()
         self.audit.close()
+        if self.traces is not None:  # a last send of what is ready, bounded; the rest goes at the next start
+            await self.traces.stop(drain_s=min(TRACE_DRAIN_S, self.config.drain_timeout_s))
         self.index.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
@@ -396,6 +413,9 @@ class Daemon(HealthView):
     def _render_metrics(self) -> bytes:
         self.gateway.update_latency_quantiles()
         self.counts()
+        self.metrics.audit_seq.set(self.audit.last.seq)
+        if self.traces is not None:
+            self.metrics.otlp_lag.set(self.traces.lag(self.audit.last.seq))
         return self.metrics.render()
 
     def _set_kill(self, engaged: bool, reason: str, by: str) -> dict[str, Any]:

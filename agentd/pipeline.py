@@ -24,6 +24,7 @@ from agentd.llm.base import LLMRequest
 from agentd.llm.gateway import Gateway
 from agentd.metrics import Metrics
 from agentd.spool import Claim, Spool, display_name
+from agentd.traces.steps import step_record
 from agentd.workflows import Workflow, step_name
 
 log = logs.get("agentd.pipeline")
@@ -181,7 +182,8 @@ class Pipeline:
 
     async def process(self, claim: Claim) -> str:
         """Run a claim to its terminal place; returns the outcome, or "waiting" if put back."""
-        structlog.contextvars.bind_contextvars(correlation_id=claim.cid, workflow=claim.workflow)
+        structlog.contextvars.bind_contextvars(correlation_id=claim.cid, workflow=claim.workflow,
+                                              trace_id=claim.cid)  # the trace id is the correlation id
         started = time.monotonic()
         ctx: RunContext | None = None
         try:
@@ -215,7 +217,7 @@ class Pipeline:
                 ctx.journal.close()
             self._release_same_content(ctx)
             self.gateway.budget.end_run(claim.cid)
-            structlog.contextvars.unbind_contextvars("correlation_id", "workflow")
+            structlog.contextvars.unbind_contextvars("correlation_id", "workflow", "trace_id")
 
     def _count(self, workflow: str, outcome: str, started: float) -> None:
         self.on_progress()
@@ -279,6 +281,12 @@ class Pipeline:
             if done is not MISSING:
                 ctx.outputs[name] = result = done
                 continue
+            result = await self._run_step(ctx, step, name)
+        return result
+
+    async def _run_step(self, ctx: RunContext, step: Any, name: str) -> Any:
+        """One step execution with its guards; its `step` audit line is its trace span."""
+        async with step_record(self.audit.append, ctx.cid, ctx.workflow, name):
             ctx._asks = 0  # a re-run step asks under the same journal keys
             if ctx.tools is not None:
                 ctx.tools.begin_step(ctx)
@@ -294,7 +302,7 @@ class Pipeline:
             self.on_progress()
             for guard in reversed(self.guards):
                 await guard.after_step(ctx, name, result)
-        return result
+            return result
 
     async def _read(self, ctx: RunContext) -> None:
         """Read the claimed file without following links or blocking on special files."""

@@ -15,7 +15,7 @@ import jsonschema
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from agentd import logs
-from agentd.audit import AuditLog
+from agentd.audit import AuditLog, utcnow_iso
 from agentd.config import Config
 from agentd.costs import Budget
 from agentd.errors import ModelError, NetworkError, Paused
@@ -139,25 +139,25 @@ class Gateway:
                 if exc.kind == "model":
                     self.breakers.release(key)
                     raise ModelError("model_error", f"{model}: {exc}") from None
-                self._breaker_changed(key, self.breakers.failure(key))
+                self._breaker_changed(key, self.breakers.failure(key), run.cid)
                 last = exc
                 continue
             except BaseException:
                 self.breakers.release(key)
                 raise
-            self._breaker_changed(key, self.breakers.success(key))
+            self._breaker_changed(key, self.breakers.success(key), run.cid)
             return response
         if last is None or all(not self.breakers.ready(f"{self.provider.name}:{m}") for m in models):
             raise Paused("model_unavailable")
         # the models answer others but failed this run: the caller may park it and try once more
         raise NetworkError("model_unreachable", f"all models failed; last: {last}", retryable=True)
 
-    def _breaker_changed(self, key: str, state: str | None) -> None:
+    def _breaker_changed(self, key: str, state: str | None, cid: str | None = None) -> None:
         if state is None:
             return
         provider, _, model = key.partition(":")
         self.metrics.breaker_open.labels(provider, model).set(STATE_LEVEL[state])
-        self.audit.append("breaker", provider=provider, model=model, state=state)
+        self.audit.append("breaker", provider=provider, model=model, state=state, correlation_id=cid)
         log.warning("breaker_" + state, provider=provider, model=model)
 
     def blocked(self) -> bool:
@@ -206,7 +206,7 @@ class Gateway:
             json.dumps(request.tools) + "".join(str(m.get("content", "")) for m in request.history)
         worst = price.cost(token_bound(prompt, 3 + len(request.history)), request.max_tokens)
         reservation = self.budget.reserve(run.cid, worst)
-        started = time.monotonic()
+        started, started_at = time.monotonic(), utcnow_iso()
         status, response, error = "ok", None, None
         tokens_in = tokens_out = cached = 0
         try:
@@ -219,7 +219,8 @@ class Gateway:
             latency_s = time.monotonic() - started
             cost = price.cost(tokens_in, tokens_out, cached)
             crossed = self.budget.settle(reservation, cost)
-            self._meter(run, model, attempt, status, tokens_in, tokens_out, cost, latency_s)
+            self._meter(run, model, attempt, status, tokens_in, tokens_out, cost, latency_s,
+                        self._call_detail(request, response, started_at, cached))
             for percent in crossed:
                 self._budget_alert(percent)
         if error is not None:
@@ -232,8 +233,24 @@ class Gateway:
         assert response is not None
         return response
 
+    def _call_detail(self, request: LLMRequest, response: LLMResponse | None, started_at: str,
+                     cached: int) -> dict[str, Any]:
+        """What a trace span of the call shows beyond the metering (content only when asked)."""
+        detail: dict[str, Any] = {"started_at": started_at, "max_tokens": request.max_tokens, "cached_in": cached,
+                                  "price_source": "LLM_PRICE_*" if self.config.price_input_per_mtok is not None
+                                  or self.config.price_output_per_mtok is not None else "table"}
+        if response is not None:
+            detail.update(response_model=response.model, finish_reason=response.finish_reason)
+        if self.config.otel_capture_content:  # OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true
+            detail.update(system_instructions=request.system, input_messages=[
+                {"role": "user", "content": request.user_message()}, *request.history])
+            if response is not None:
+                detail["output_messages"] = [{"role": "assistant", "content": response.content,
+                                              "finish_reason": response.finish_reason}]
+        return detail
+
     def _meter(self, run: Run, model: str, attempt: int, status: str, tokens_in: int, tokens_out: int,
-               cost: Decimal, latency_s: float) -> None:
+               cost: Decimal, latency_s: float, detail: dict[str, Any] | None = None) -> None:
         run_cost = self.budget.run_spent(run.cid)
         fields = dict(provider=self.provider.name, model=model, tokens_in=tokens_in, tokens_out=tokens_out,
                       cost_usd=cost, run_cost_usd=run_cost, latency_ms=round(latency_s * 1000, 1),
@@ -241,7 +258,8 @@ class Gateway:
         # a call that answered or cost money must never be repeated; a refused one may be
         run.journal.note_call(precious=self.provider.name != "offline" and (status == "ok" or cost > 0),
                               **{k: (str(v) if isinstance(v, Decimal) else v) for k, v in fields.items()})
-        self.audit.append("llm_call", correlation_id=run.cid, workflow=run.workflow, **fields)
+        self.audit.append("llm_call", correlation_id=run.cid, workflow=run.workflow, step=getattr(run, "step", None),
+                          **fields, **(detail or {}))
         m = self.metrics
         m.llm_calls.labels(self.provider.name, model, status).inc()
         m.llm_tokens.labels(model, "input").inc(tokens_in)
