@@ -76,6 +76,11 @@ class TraceExporter:
         self.tail.close()
         log.info("trace_export_stopped", exported_seq=self.exported_seq, pending_runs=len(self.pending))
 
+    async def close(self) -> None:
+        """Release the HTTP session and the audit file (for a caller that drove step() itself)."""
+        await self.sender.close()
+        self.tail.close()
+
     async def run(self) -> None:
         try:
             while True:

@@ -94,8 +94,10 @@ def _with_cid(cid: str, values: dict[str, Any]) -> dict[str, Any]:
 # -- leaves ------------------------------------------------------------------------------
 
 def chat_span(cid: str, record: dict[str, Any], parent_id: int) -> SpanData:
-    end_ns = iso_ns(record.get("ts")) or 0
-    start_ns = iso_ns(record.get("started_at")) or end_ns - _ms_ns(record.get("latency_ms"))
+    latency_ns = _ms_ns(record.get("latency_ms"))
+    started = iso_ns(record.get("started_at"))  # both in the line: the call began then and took latency_ms
+    end_ns = started + latency_ns if started else iso_ns(record.get("ts")) or 0
+    start_ns = started or end_ns - latency_ns
     status = str(record.get("status", "ok"))
     model = str(record.get("model", "?"))
     finish = record.get("finish_reason")
