@@ -112,6 +112,18 @@ class Collector(LoopbackServer):
         return web.Response(body=ExportTraceServiceResponse().SerializeToString(),
                             content_type="application/x-protobuf")
 
+    def release(self) -> None:
+        """End the hold: held requests get 503, new ones the configured status."""
+        with self._lock:
+            self.hold = False
+        if self._loop is not None and self._release is not None:
+            self._loop.call_soon_threadsafe(self._release.set)
+
+    def held(self) -> int:
+        """Requests received but not acknowledged."""
+        with self._lock:
+            return len(self.received) - len(self.acked)
+
     # -- what arrived --------------------------------------------------------------------
     def spans(self) -> list[Span]:
         """Every acknowledged span, in arrival order."""
