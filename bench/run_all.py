@@ -1,4 +1,4 @@
-"""`make bench`: runs the six measurements of issue 6 and writes docs/benchmarks.md (and prints it).
+"""`make bench`: runs the measurements of issue 6 and writes docs/benchmarks.md (and prints it).
 
     .venv/bin/python bench/run_all.py            # full sizes, about 6 minutes on 2 cores
     .venv/bin/python bench/run_all.py --quick    # tiny sizes, prints only (unless --out)
@@ -23,7 +23,7 @@ from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import backlog, concurrency, idle, latency, startup, throughput
+from bench import backlog, concurrency, idle, latency, startup, throughput, traces
 from bench.common import ROOT, exit_on_sigterm
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -47,6 +47,7 @@ BENCHES: dict[str, Callable[[bool], Any]] = {
     "backlog": backlog.run,
     "idle": idle.run,
     "startup": startup.run,
+    "traces": traces.run,
 }
 
 
@@ -128,8 +129,19 @@ def rows_startup(r: dict[str, Any]) -> list[list[str]]:
              f"**{r['health_s']} s** (max {r['health_max_s']} s)", "", INFO]]
 
 
+def rows_traces(r: dict[str, Any]) -> list[list[str]]:
+    off, on = r["exporter_off"], r["exporter_on"]
+    return [["7", f"throughput, {r['files']:,} files: OTLP trace exporter off", f"{off['files_per_s']:,} files/s "
+             f"({off['cpu_ms_per_file']} ms CPU/file)", "", INFO],
+            ["7", "throughput: exporter on, to a loopback OTLP/HTTP receiver",
+             (f"{on['files_per_s']:,} files/s = **{r['ratio']}x** off ({on['cpu_ms_per_file']} ms CPU/file); "
+              f"{on['spans']:,} spans in {on['batches']} batches, {on['duplicates']} duplicates, all in "
+              f"{on['all_spans_in_s_after_last_file']} s after the last file"), "", INFO]]
+
+
 ROWS = {"throughput": rows_throughput, "latency": rows_latency, "concurrency": rows_concurrency,
-        "backlog": rows_backlog, "idle": rows_idle, "startup": rows_startup}
+        "backlog": rows_backlog, "idle": rows_idle, "startup": rows_startup,
+        "traces": rows_traces}
 NUMBER = {name: str(i) for i, name in enumerate(BENCHES, start=1)}
 
 

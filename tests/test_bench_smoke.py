@@ -71,6 +71,13 @@ def test_startup_bench_sees_ready_and_health(quick: dict[str, Any]) -> None:
     assert r["ready_s"] > 0 and r["health_s"] > 0
 
 
+def test_traces_bench_exports_every_span_once_with_the_exporter_on(quick: dict[str, Any]) -> None:
+    r = figures(quick, "traces")
+    on = r["exporter_on"]
+    assert on["spans"] == 5 * r["files"] and on["duplicates"] == 0
+    assert r["exporter_off"]["files_per_s"] > 0 and on["files_per_s"] > 0 and r["ratio"] > 0
+
+
 def test_the_table_has_every_measurement_and_keeps_hand_written_notes(quick: dict[str, Any], tmp_path: Path) -> None:
     # Given a benchmarks page with notes under the marker
     doc = tmp_path / "benchmarks.md"
@@ -78,10 +85,10 @@ def test_the_table_has_every_measurement_and_keeps_hand_written_notes(quick: dic
     # When the table is regenerated from the quick results
     text = run_all.render(quick, True, run_all.machine(), ("0 0 0", "0 0 0"))
     run_all.write_doc(doc, text)
-    # Then each of the six measurements has a row, the machine is named, and the notes survive
+    # Then each of the seven measurements has a row, the machine is named, and the notes survive
     written = doc.read_text()
     rows = [line for line in written.splitlines() if line.startswith("| ") and not line.startswith("| #")]
-    assert {row.split(" | ")[0].strip("| ") for row in rows} == {"1", "2", "3", "4", "5", "6"}
+    assert {row.split(" | ")[0].strip("| ") for row in rows} == {"1", "2", "3", "4", "5", "6", "7"}
     assert "failed:" not in written and " cores " in written
     assert "old table" not in written
     assert written.endswith(f"{run_all.NOTES_MARKER}\nwhat the profile showed\n")

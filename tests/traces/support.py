@@ -18,15 +18,12 @@ def make_config(home: Path, **env: Any) -> Config:
     return config_mod.load(environ=values)
 
 
-def drop(home: Path, count: int, prefix: str = "doc") -> list[str]:
-    incoming = home / "incoming"
-    incoming.mkdir(parents=True, exist_ok=True)
-    names = []
+def drop(home: Path, count: int, prefix: str = "doc") -> None:
+    """`count` small invoices into incoming/, named <prefix>-<n>.txt."""
+    (home / "incoming").mkdir(parents=True, exist_ok=True)
     for index in range(count):
-        name = f"{prefix}-{index}.txt"
-        (incoming / name).write_text(f"Invoice {prefix} {index}: amount due $12.{index:02d} by Friday, please pay.\n")
-        names.append(name)
-    return names
+        text = f"Invoice {prefix} {index}: amount due $12.{index:02d} by Friday, please pay.\n"
+        (home / "incoming" / f"{prefix}-{index}.txt").write_text(text)
 
 
 async def burst(config: Config) -> None:
