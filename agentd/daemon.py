@@ -360,7 +360,9 @@ class Daemon(HealthView):
             log.error("reload_rejected", variable=exc.variable, problem=exc.problem)
             self.notifier.notify("READY=1")
             return
-        fixed = ("home", "health_host", "health_port", "llm_provider", "llm_base_url", "concurrency")
+        fixed = ("home", "health_host", "health_port", "llm_provider", "llm_base_url", "concurrency",
+                 "otel_endpoint", "otel_traces_endpoint", "otel_headers", "otel_service_name",
+                 "otel_resource_attributes")  # the trace exporter keeps what it started with
         changed = [f for f in fixed if getattr(fresh, f) != getattr(self.config, f)]
         if changed:
             log.warning("reload_needs_restart", fields=changed)

@@ -33,6 +33,15 @@ class Sender(Protocol):
 
     async def post(self, body: bytes) -> Ack: ...
 
+    async def drain(self) -> None:
+        """Read and send until caught up, part-filled batches included (for a caller driving it itself)."""
+        self._flushing = True
+        try:
+            while await self.step() or self.pending:
+                pass
+        finally:
+            self._flushing = False
+
     async def close(self) -> None: ...
 
 
@@ -56,9 +65,12 @@ class TraceExporter:
         self._task: asyncio.Task[None] | None = None
         self._cursor_saved_at = 0.0
         self._gave_up = False  # a send abandoned because stop() was called
+        self._flushing = False
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> "TraceExporter":
+        if self.metrics is not None:
+            self.metrics.otlp_exported_seq.set(self.exported_seq)
         self._task = asyncio.create_task(self.run(), name="trace-exporter")
         log.info("trace_export_started", exported_seq=self.exported_seq, reread_from=self.cursor.reread_from)
         return self
@@ -75,6 +87,15 @@ class TraceExporter:
             await asyncio.gather(self._task, return_exceptions=True)
         self.tail.close()
         log.info("trace_export_stopped", exported_seq=self.exported_seq, pending_runs=len(self.pending))
+
+    async def drain(self) -> None:
+        """Read and send until caught up, part-filled batches included (for a caller driving it itself)."""
+        self._flushing = True
+        try:
+            while await self.step() or self.pending:
+                pass
+        finally:
+            self._flushing = False
 
     async def close(self) -> None:
         """Release the HTTP session and the audit file (for a caller that drove step() itself)."""
@@ -100,8 +121,7 @@ class TraceExporter:
             records = await asyncio.to_thread(self.tail.read, READ_LINES)
             for record in records:
                 self._feed(record)
-        caught_up = len(records) < READ_LINES
-        if self.pending and (caught_up or self._pending_spans() >= self.batch_spans):
+        if self.pending and (self._pending_spans() >= self.batch_spans or self._due()):
             await self._send(self._take_batch())
             return True
         if not records:
@@ -112,7 +132,13 @@ class TraceExporter:
         self.read_seq = int(record.get("seq", self.read_seq))
         finished = self.assembler.feed(record)
         if finished is not None and finished.seq > self.exported_seq:  # at or below: acknowledged before
+            finished.queued_at = time.monotonic()
             self.pending.append(finished)
+
+    def _due(self) -> bool:
+        """A part-filled batch goes once its oldest run waited OTEL_BSP_SCHEDULE_DELAY (or at stop)."""
+        waited_s = time.monotonic() - self.pending[0].queued_at
+        return waited_s >= self.config.otel_schedule_delay_s or self._stopping.is_set() or self._flushing
 
     def _pending_spans(self) -> int:
         return sum(len(item.spans) for item in self.pending)

@@ -100,6 +100,7 @@ class Finished:
     seq: int
     reread_from: int
     spans: list[SpanData]
+    queued_at: float = 0.0  # monotonic time the exporter queued it
 
 
 @dataclass

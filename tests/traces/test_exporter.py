@@ -68,8 +68,7 @@ async def test_a_collector_that_fails_is_retried_with_backoff_and_the_cursor_wai
                 collector.status = 200
 
         exporter = TraceExporter(config, sleep=driven_sleep, rng=lambda: 1.0)
-        while await exporter.step():
-            pass
+        await exporter.drain()
         await exporter.close()
     assert delays == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]  # doubling up to AGENTD_OTLP_RETRY_MAX_S
     assert len(collector.received) == 7 and len(collector.acked) == 1
@@ -92,8 +91,7 @@ async def test_a_batch_refused_for_good_is_counted_as_dropped_and_not_sent_again
     await burst(make_config(home))
     async with Collector(status=400) as collector:
         exporter = TraceExporter(make_config(home, OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint))
-        while await exporter.step():
-            pass
+        await exporter.drain()
         await exporter.close()
     assert len(collector.received) == 1 and exporter.spans_dropped == SPANS_PER_TRIAGE
     assert Cursor.load(home / "state").exported_seq >= audit_events(home, "outcome")[-1]["seq"]
