@@ -33,15 +33,6 @@ class Sender(Protocol):
 
     async def post(self, body: bytes) -> Ack: ...
 
-    async def drain(self) -> None:
-        """Read and send until caught up, part-filled batches included (for a caller driving it itself)."""
-        self._flushing = True
-        try:
-            while await self.step() or self.pending:
-                pass
-        finally:
-            self._flushing = False
-
     async def close(self) -> None: ...
 
 
@@ -50,7 +41,7 @@ class TraceExporter:
                  sleep: Callable[[float], Any] | None = None, rng: Callable[[], float] = random.random):
         self.config = config
         self.metrics = metrics
-        self.sender: Sender = sender or OtlpSender(config)
+        self.sender: Sender = sender if sender is not None else OtlpSender(config)
         self.batch_spans = config.otel_batch_spans
         self.cursor = Cursor.load(config.state_dir)
         self.exported_seq = self.cursor.exported_seq

@@ -110,3 +110,22 @@ def test_the_tail_reads_every_line_once_in_order_across_rotations(tmp_path: Path
     audit.close()
     assert len(list((tmp_path / "logs").glob("audit-*.jsonl"))) >= 5  # it did rotate under the tail
     assert seen == list(range(1, 301))
+
+
+async def test_message_content_is_on_model_spans_only_when_asked_and_then_redacted(home: Path) -> None:
+    secret = "sk-live-0a1b2c3d4e5f"
+    (home / "incoming").mkdir()
+    (home / "incoming" / "leak.txt").write_text(f"Invoice 7, amount due $40. Our key is {secret}, please pay.\n")
+    async with Collector() as collector:
+        await burst(make_config(home, OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint, ADMIN_TOKEN=secret,
+                                OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="true"))
+        drop(home, 1, prefix="quiet")
+        await burst(make_config(home, OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint))
+    chats = {s.trace_id: s for s in collector.spans() if s.name.startswith("chat ")}
+    by_name = {m["original_name"]: m["correlation_id"] for m in sidecars(home)}
+    captured, quiet = chats[by_name["leak.txt"]], chats[by_name["quiet-0.txt"]]
+    messages = json.loads(captured.attributes["gen_ai.input.messages"])
+    assert "Invoice 7, amount due $40. Our key is [REDACTED], please pay." in messages[0]["content"]
+    assert secret not in json.dumps(captured.attributes) and secret not in (home / "logs" / "audit.jsonl").read_text()
+    assert "gen_ai.output.messages" in captured.attributes and "gen_ai.system_instructions" in captured.attributes
+    assert not {"gen_ai.input.messages", "gen_ai.output.messages"} & set(quiet.attributes)
