@@ -123,3 +123,15 @@ def test_the_same_lines_give_the_same_ids_and_a_review_decision_joins_the_run(tm
     [decision] = review.spans
     assert decision.name == "agentd.review approve" and decision.parent_id == ids.root_span_id(CID)
     assert ids.trace_id(CID) == int(CID, 16)
+
+
+def test_the_timeline_of_a_run_still_in_progress_shows_what_it_did_so_far(tmp_path: Path) -> None:
+    from agentd.traces.timeline import build_tree, render_text
+
+    records = _log(tmp_path, [CLAIMED, _step("extract_text", "2026-01-01T00:00:00.500Z"), _llm("classify")])
+    root = build_tree(CID, records)
+    assert root.attributes["agentd.outcome"] == "in_progress"
+    lines = render_text(root).splitlines()
+    assert lines[0].startswith(f"trace {CID}  agentd.run triage  in_progress")
+    assert [line.split("ms  ", 2)[-1].split("  [")[0] for line in lines[2:]] == [
+        "agentd.run triage", "├─ agentd.step extract_text", "└─ chat gpt-4o-mini"]
