@@ -131,10 +131,11 @@ def rows_startup(r: dict[str, Any]) -> list[list[str]]:
 
 def rows_traces(r: dict[str, Any]) -> list[list[str]]:
     off, on = r["exporter_off"], r["exporter_on"]
-    return [["7", f"throughput, {r['files']:,} files: OTLP trace exporter off", f"{off['files_per_s']:,} files/s "
+    return [["7", f"throughput, {r['files']:,} files, median of {r['rounds']} rounds: OTLP trace exporter off", f"{off['files_per_s']:,} files/s "
              f"({off['cpu_ms_per_file']} ms CPU/file)", "", INFO],
             ["7", "throughput: exporter on, to a loopback OTLP/HTTP receiver",
-             (f"{on['files_per_s']:,} files/s = **{r['ratio']}x** off ({on['cpu_ms_per_file']} ms CPU/file); "
+             (f"{on['files_per_s']:,} files/s = **{r['ratio']}x** off (rounds: {r['ratios']}; "
+              f"{on['cpu_ms_per_file']} ms CPU/file, +{r['cpu_ms_per_file_added']}); "
               f"{on['spans']:,} spans in {on['batches']} batches, {on['duplicates']} duplicates, all in "
               f"{on['all_spans_in_s_after_last_file']} s after the last file"), "", INFO]]
 
