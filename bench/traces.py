@@ -53,7 +53,8 @@ def run_agentd(docs: list[tuple[str, bytes]], collector: Collector | None) -> di
 
 
 def run(quick: bool = False, files: int | None = None, rounds: int | None = None) -> dict[str, Any]:
-    """Off and on in turn, `rounds` times (the machine is shared): medians, and every round's ratio."""
+    """Off and on in turn, `rounds` times (the machine is shared): the median rounds, the median of the
+    rounds' on/off ratios, and every round's ratio."""
     docs = documents(files or (QUICK_FILES if quick else FULL_FILES))
     offs, ons = [], []
     for _ in range(rounds or (1 if quick else ROUNDS)):
@@ -62,9 +63,9 @@ def run(quick: bool = False, files: int | None = None, rounds: int | None = None
             ons.append(run_agentd(docs, collector))
     off, on = (min(runs, key=lambda r: abs(r["files_per_s"] - median([x["files_per_s"] for x in runs])))
                for runs in (offs, ons))
+    ratios = [round(b["files_per_s"] / a["files_per_s"], 3) for a, b in zip(offs, ons)]  # a round: side by side
     result = {"files": len(docs), "rounds": len(offs), "exporter_off": off, "exporter_on": on,
-              "ratio": round(on["files_per_s"] / off["files_per_s"], 3),
-              "ratios": [round(b["files_per_s"] / a["files_per_s"], 3) for a, b in zip(offs, ons)],
+              "ratio": median(ratios), "ratios": ratios,
               "cpu_ms_per_file_added": round(median([b["cpu_ms_per_file"] - a["cpu_ms_per_file"]
                                                      for a, b in zip(offs, ons)]), 2)}
     print_figures("traces", result)
