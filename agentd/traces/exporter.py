@@ -96,10 +96,13 @@ class TraceExporter:
     async def run(self) -> None:
         try:
             while True:
+                stop_seen = self._stopping.is_set()  # a last round must begin after stop() was called
                 if await self.step() and not self._gave_up:
                     continue
-                if self._stopping.is_set():
+                if stop_seen or self._gave_up:
                     return
+                if self._stopping.is_set():
+                    continue
                 await self._wait(self.config.otel_schedule_delay_s)
         finally:
             await self.sender.close()

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from agentd.audit import AuditLog
 from agentd.traces.cursor import FILE as CURSOR_FILE
@@ -129,3 +130,23 @@ async def test_message_content_is_on_model_spans_only_when_asked_and_then_redact
     assert secret not in json.dumps(captured.attributes) and secret not in (home / "logs" / "audit.jsonl").read_text()
     assert "gen_ai.output.messages" in captured.attributes and "gen_ai.system_instructions" in captured.attributes
     assert not {"gen_ai.input.messages", "gen_ai.output.messages"} & set(quiet.attributes)
+
+
+async def test_a_stop_that_arrives_while_the_exporter_reads_still_gets_a_last_round(home: Path) -> None:
+    drop(home, 1)
+    await burst(make_config(home))
+    async with Collector() as collector:
+        exporter = TraceExporter(make_config(home, OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint))
+        real_read, calls = exporter.tail.read, []
+
+        def read_then_stop(max_records: int) -> list[dict[str, Any]]:
+            calls.append(max_records)
+            if len(calls) == 1:  # the run's lines were not there yet when this read looked
+                exporter._stopping.set()  # ... and stop() came meanwhile (the daemon's shutdown)
+                return []
+            return real_read(max_records)
+
+        exporter.tail.read = read_then_stop  # type: ignore[method-assign]
+        await exporter.run()
+        exporter.tail.close()
+    assert len(calls) >= 2 and len(collector.spans()) == SPANS_PER_TRIAGE
