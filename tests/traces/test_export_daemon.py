@@ -10,9 +10,11 @@ from agentd.traces import ids
 from tests.fakellm import FakeLLM
 from tests.helpers import AgentdProcess, cli, free_port, sidecars, wait_until
 from tests.traces.collector import Collector, Span
+from tests.tools.webhook import Webhook
 from tests.traces.support import SPANS_PER_TRIAGE, drop
 
 HEADER_SECRET = "otlp-header-c0ffee42"
+NOTIFY_WORKFLOW = str(Path(__file__).parent.parent / "tools" / "notify_workflow.py")
 CLIENT = 3  # opentelemetry.proto.trace.v1.Span.SpanKind.SPAN_KIND_CLIENT
 
 
@@ -164,3 +166,25 @@ def test_agentd_trace_prints_the_timeline_from_the_audit_log(home: Path, llm_ser
     assert cli(home, "trace", "abc").returncode == 2
     missing = cli(home, "trace", "ffffffffff")
     assert missing.returncode == 1 and "no run with id ffffffffff" in missing.stderr
+
+
+def test_a_tool_call_is_an_execute_tool_span_under_its_step(home: Path, daemon: Callable[..., AgentdProcess],
+                                                             llm_server: Callable[..., FakeLLM]) -> None:
+    llm = llm_server()
+    (home / "data").mkdir(exist_ok=True)
+    (home / "data" / "gate").write_text("go")  # the test workflow's step returns at once
+    with Webhook() as hook, Collector() as collector:
+        daemon(**_env(llm, collector.endpoint, AGENTD_WORKFLOWS=NOTIFY_WORKFLOW, ALLOWED_SERVICES="notification",
+                      NOTIFY_WEBHOOK_URL=hook.url))
+        (home / "incoming" / "notify").mkdir(parents=True, exist_ok=True)
+        (home / "incoming" / "notify" / "alert.txt").write_text("the boiler is leaking\n")
+        wait_until(lambda: len(collector.roots()) == 1, timeout=30, message="the notify run's trace")
+    [meta] = sidecars(home)
+    root, [step], below = _tree(collector.traces()[meta["correlation_id"]])
+    assert root.name == "agentd.run notify" and step.name == "agentd.step notify_then_wait"
+    [tool] = below[step.span_id]
+    assert tool.name == "execute_tool notification" and len(hook.deliveries) == 1
+    assert tool.attributes.items() >= {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "notification",
+                                       "agentd.tool.status": "ok", "agentd.tool.allowed": True,
+                                       "agentd.idempotency_key": f"{meta['correlation_id']}:notify_then_wait:1"}.items()
+    assert "error.type" not in tool.attributes and step.start_ns <= tool.start_ns <= tool.end_ns <= step.end_ns

@@ -135,3 +135,14 @@ def test_the_timeline_of_a_run_still_in_progress_shows_what_it_did_so_far(tmp_pa
     assert lines[0].startswith(f"trace {CID}  agentd.run triage  in_progress")
     assert [line.split("ms  ", 2)[-1].split("  [")[0] for line in lines[2:]] == [
         "agentd.run triage", "├─ agentd.step extract_text", "└─ chat gpt-4o-mini"]
+
+
+def test_a_budget_refusal_and_a_wait_are_events_on_the_run(tmp_path: Path) -> None:
+    records = _log(tmp_path, [CLAIMED, ("outcome", {"correlation_id": CID, "workflow": "triage", "outcome": "failed",
+                                                    "reason": "run_budget_exceeded", "error_class": "budget"})])
+    refused = build_run(CID, records[:-1], records[-1])
+    assert [e.name for e in refused.events] == ["agentd.budget_refused"] and refused.error == "run_budget_exceeded"
+    waited = build_run(CID, records[:-1], {"event": "waiting", "correlation_id": CID, "workflow": "triage",
+                                           "reason": "daily_budget_exhausted", "ts": records[-1]["ts"]})
+    assert waited.attributes["agentd.outcome"] == "waiting" and waited.error is None
+    assert [e.name for e in waited.events] == ["agentd.budget_refused"]
