@@ -14,7 +14,7 @@ from dotenv import dotenv_values
 from agentd import prices
 
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
-SECRET_VARIABLES = ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS")  # carry API keys
+SECRET_VARIABLES = ("OTEL_EXPORTER_OTLP_HEADERS",)  # carries API keys, yet has none of the markers
 PROVIDERS = ("offline", "openai", "anthropic")
 KNOWN_SERVICES = ("ocr", "notification", "db-query")
 
