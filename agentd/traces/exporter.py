@@ -74,9 +74,10 @@ class TraceExporter:
         try:
             await asyncio.wait_for(asyncio.shield(self._task), drain_s)
         except TimeoutError:
-            self._task.cancel()
+            self._task.cancel()  # a read in a worker thread may still run: its file is left to the exit
             await asyncio.gather(self._task, return_exceptions=True)
-        self.tail.close()
+        else:
+            self.tail.close()
         log.info("trace_export_stopped", exported_seq=self.exported_seq, pending_runs=len(self.pending))
 
     async def drain(self) -> None:
