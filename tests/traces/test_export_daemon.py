@@ -188,3 +188,19 @@ def test_a_tool_call_is_an_execute_tool_span_under_its_step(home: Path, daemon: 
                                        "agentd.tool.status": "ok", "agentd.tool.allowed": True,
                                        "agentd.idempotency_key": f"{meta['correlation_id']}:notify_then_wait:1"}.items()
     assert "error.type" not in tool.attributes and step.start_ns <= tool.start_ns <= tool.end_ns <= step.end_ns
+
+
+def test_sigterm_with_the_collector_down_exits_promptly_and_the_next_start_sends_the_rest(
+        home: Path, daemon: Callable[..., AgentdProcess], llm_server: Callable[..., FakeLLM]) -> None:
+    llm, port = llm_server(), free_port()
+    env = _env(llm, f"http://127.0.0.1:{port}")
+    proc = daemon(**env)
+    drop(home, 2)
+    wait_until(lambda: len(sidecars(home, "archive")) == 2, timeout=30, message="two files archived")
+    wait_until(lambda: _metric(proc, "agentd_trace_export_errors_total") >= 1, timeout=30, message="a failed export")
+    assert proc.stop(timeout=15) == 0  # the exporter gives up its retries at once on SIGTERM
+    assert "trace_export_stopped" in proc.output()
+    with Collector(port=port) as collector:
+        daemon(**env)
+        wait_until(lambda: len(collector.roots()) == 2, timeout=30, message="both traces after the restart")
+    _assert_exactly_once(collector, runs=2)
