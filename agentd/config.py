@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from urllib.parse import unquote
 from typing import Any, Callable, Mapping
 
 from dotenv import dotenv_values
@@ -14,6 +15,7 @@ from agentd.llm import prices
 from agentd.spool import layout
 
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+SECRET_VARIABLES = ("OTEL_EXPORTER_OTLP_HEADERS",)  # carries API keys, yet has none of the markers
 PROVIDERS = ("offline", "openai", "anthropic")
 KNOWN_SERVICES = ("ocr", "notification", "db-query")
 # where AGENTD_CRASH_AT (tests only) makes the daemon SIGKILL itself: each moment a crash matters
@@ -44,7 +46,7 @@ def crash_point(config: "Config", point: str) -> None:
 
 def is_secret_name(name: str) -> bool:
     upper = name.upper()
-    return any(marker in upper for marker in SECRET_MARKERS)
+    return any(marker in upper for marker in SECRET_MARKERS) or upper in SECRET_VARIABLES
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,16 @@ class Config:
     review_lease_s: float = 600.0
     review_sla_s: float = 86400.0
     review_base_url: str = ""
+    otel_endpoint: str = ""
+    otel_traces_endpoint: str = ""
+    otel_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    otel_service_name: str = "agentd"
+    otel_resource_attributes: tuple[tuple[str, str], ...] = ()
+    otel_capture_content: bool = False
+    otel_timeout_s: float = 10.0
+    otel_batch_spans: int = 512
+    otel_schedule_delay_s: float = 5.0
+    otel_retry_max_s: float = 30.0
     secrets: tuple[str, ...] = field(default=(), repr=False)
     source: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -143,6 +155,13 @@ class Config:
             else (base.output if base else Decimal(0)),
             cached_input=base.cached_input if base else None,
         )
+
+    @property
+    def traces_url(self) -> str:
+        """Where spans go: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as is, else <endpoint>/v1/traces; "" for none."""
+        if self.otel_traces_endpoint:
+            return self.otel_traces_endpoint
+        return f"{self.otel_endpoint}/v1/traces" if self.otel_endpoint else ""
 
     def models(self) -> tuple[str, ...]:
         return (self.llm_model, *self.llm_fallback_models)
@@ -251,6 +270,31 @@ def _named_tokens(raw: str) -> tuple[tuple[str, str], ...]:
             raise ValueError(f"name {name!r} is listed twice")
         pairs.append((name, token))
     return tuple(pairs)
+def _otlp_url(raw: str) -> str:
+    value = raw.strip()
+    if value and not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https:// (OTLP over HTTP)")
+    return value
+
+
+def _pairs(what: str) -> Callable[[str], tuple[tuple[str, str], ...]]:
+    """W3C Baggage-like `key=value,key2=value2`, values percent-decoded (the OTEL_* list format)."""
+    def parse(raw: str) -> tuple[tuple[str, str], ...]:
+        pairs = []
+        for item in raw.split(","):
+            if not item.strip():
+                continue
+            key, eq, value = item.partition("=")
+            if not eq or not key.strip():
+                raise ValueError(f"must be a comma list of {what}=value pairs")
+            pairs.append((unquote(key.strip()), unquote(value.strip())))
+        return tuple(pairs)
+    return parse
+
+
+def _ms_as_s(lo_ms: int, hi_ms: int) -> Callable[[str], float]:
+    parse_ms = _int(lo_ms, hi_ms)
+    return lambda raw: parse_ms(raw) / 1000.0
 
 
 # variable name -> (Config field, parser)
@@ -307,6 +351,16 @@ VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "REVIEW_LEASE_S": ("review_lease_s", _float(1, 86400)),
     "REVIEW_SLA_S": ("review_sla_s", _float(1, 365 * 86400)),
     "REVIEW_BASE_URL": ("review_base_url", _url),
+    "OTEL_EXPORTER_OTLP_ENDPOINT": ("otel_endpoint", lambda raw: _otlp_url(raw).rstrip("/")),
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": ("otel_traces_endpoint", _otlp_url),
+    "OTEL_EXPORTER_OTLP_HEADERS": ("otel_headers", _pairs("header")),
+    "OTEL_SERVICE_NAME": ("otel_service_name", _text),
+    "OTEL_RESOURCE_ATTRIBUTES": ("otel_resource_attributes", _pairs("key")),
+    "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": ("otel_capture_content", _bool),
+    "OTEL_EXPORTER_OTLP_TIMEOUT": ("otel_timeout_s", _ms_as_s(1, 600_000)),
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": ("otel_batch_spans", _int(1, 100_000)),
+    "OTEL_BSP_SCHEDULE_DELAY": ("otel_schedule_delay_s", _ms_as_s(1, 3_600_000)),
+    "AGENTD_OTLP_RETRY_MAX_S": ("otel_retry_max_s", _float(0.01, 3600)),
 }
 
 
@@ -350,9 +404,10 @@ def load(env_file: str | os.PathLike[str] | None = None,
         kwargs["llm_model"] = kwargs.get("llm_model") or model
     kwargs.setdefault("llm_model", model)
     kwargs["home"] = Path(os.path.abspath(kwargs["home"]))
-    named = [token for attr in ("reviewer_tokens", "viewer_tokens") for _, token in kwargs.get(attr, ())]
-    secrets = tuple(sorted({v.strip() for k, v in values.items()
-                            if is_secret_name(k) and v and len(v.strip()) >= 4} | set(named), key=len, reverse=True))
+    secret_values = {v.strip() for k, v in values.items() if is_secret_name(k) and v}
+    secret_values |= {token for attr in ("reviewer_tokens", "viewer_tokens") for _, token in kwargs.get(attr, ())}
+    secret_values |= {value for _, value in kwargs.get("otel_headers", ())}  # each header's value alone too
+    secrets = tuple(sorted({v for v in secret_values if len(v) >= 4}, key=len, reverse=True))
     kwargs["secrets"] = secrets
     kwargs["source"] = {k: v for k, v in values.items() if k in VARIABLES}
     config = Config(**kwargs)

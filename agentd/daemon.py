@@ -37,7 +37,9 @@ LIVE_FIELDS = ("admin_token", "llm_api_key", "max_cost_per_run", "daily_budget_u
                "breaker_failures", "breaker_reset_s", "llm_timeout_s", "llm_max_attempts", "step_timeout_s",
                "llm_slow_call_s", "redact_pii", "allowed_services", "log_level", "settle_s", "rescan_s")
 RESTART_FIELDS = ("home", "health_host", "health_port", "llm_provider", "llm_base_url", "concurrency", "workflows",
-                  "fsync", "watch_mode")
+                  "fsync", "watch_mode", "otel_endpoint", "otel_traces_endpoint", "otel_headers", "otel_service_name",
+                  "otel_resource_attributes")  # the trace exporter keeps what it started with
+TRACE_DRAIN_S = 2.0
 
 
 class AlreadyRunning(Exception):
@@ -70,6 +72,7 @@ class Daemon(HealthView):
         self.notifier = sdnotify.SystemdNotifier()
         if getattr(self.notifier, "socket", None) is not None:
             self.notifier.socket.setblocking(False)  # a peer that stops reading never blocks the loop
+        self.traces: Any = None  # agentd.traces.exporter.TraceExporter when OTLP export is on
         self._lock_fd: int | None = None
         self._status_sent_at = 0.0
         self._last_problems: list[str] = []
@@ -108,6 +111,7 @@ class Daemon(HealthView):
                        recovered=len(recovered), after_crash=crashed, kill_switch=s.kill.engaged)
         await s.audit.flush()
         await asyncio.to_thread(s.counts.load, c.home)
+        self.traces = self._start_traces()
         if not self.burst:
             app = make_app(self.health, self._render_metrics, lambda: self.config.admin_token, self._set_kill,
                            mount=self._console())
@@ -149,6 +153,18 @@ class Daemon(HealthView):
 
         console = Console.local(lambda: self.config, self.services.audit, self.services.workflows)
         return lambda app: mount(app, console)
+
+    def _start_traces(self) -> Any:
+        """The OTLP trace exporter task, only when an endpoint is set (its imports cost nothing otherwise)."""
+        if not self.config.traces_url:
+            return None
+        from agentd.traces import exporter
+        from agentd.traces.cursor import CursorError
+        try:
+            return exporter.start(self.config, self.services.metrics)
+        except CursorError as exc:  # the daemon's job goes on; traces wait for the operator
+            log.error("trace_export_off", error=str(exc))
+            return None
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -369,6 +385,8 @@ class Daemon(HealthView):
         s.audit.append("shutdown", processed=self.processed, unfinished=left)
         s.audit.flush_now()
         s.close()
+        if self.traces is not None:  # a last send of what is ready, bounded; the rest at the next start
+            await self.traces.stop(drain_s=min(TRACE_DRAIN_S, self.config.drain_timeout_s))
         (self.config.state_dir / RUNNING_FILE).unlink(missing_ok=True)
         if self._lock_fd is not None:
             os.close(self._lock_fd)
@@ -382,6 +400,9 @@ class Daemon(HealthView):
         s.metrics.budget_used.set(s.budget.used_ratio())
         self.counts()
         s.metrics.set_review(review_stats(self.config.home, self.config.review_sla_s, time.time()))
+        s.metrics.audit_seq.set(s.audit.last.seq)
+        if self.traces is not None:
+            s.metrics.otlp_lag.set(self.traces.lag(s.audit.last.seq))
         return s.metrics.render()
 
     def _set_kill(self, engaged: bool, reason: str, by: str) -> dict[str, Any]:

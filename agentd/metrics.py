@@ -36,6 +36,16 @@ class Metrics:
         self.tool_calls = Counter("agentd_tool_calls_total", "Tool calls", ["tool", "status"], registry=r)
         self.pii_redacted = Counter("agentd_pii_redacted_total", "PII values replaced before the model",
                                     ["kind"], registry=r)
+        self.otlp_exported_seq = Gauge("agentd_trace_export_seq", "Last audit seq whose spans the collector "
+                                       "acknowledged", registry=r)
+        self.audit_seq = Gauge("agentd_audit_seq", "Last audit seq written", registry=r)
+        self.otlp_lag = Gauge("agentd_trace_export_lag", "Audit lines written but not yet exported as spans",
+                              registry=r)
+        self.otlp_errors = Counter("agentd_trace_export_errors_total", "Failed OTLP export attempts (retried)",
+                                   registry=r)
+        self.otlp_spans = Counter("agentd_trace_spans_sent_total", "Spans the collector acknowledged", registry=r)
+        self.otlp_dropped = Counter("agentd_trace_spans_dropped_total", "Spans the collector refused for good "
+                                    "(HTTP 400 or partial success)", registry=r)
         self.probe_ok = Gauge("agentd_probe_ok", "1 if the last synthetic probe succeeded", registry=r)
         self.review_depth = Gauge("agentd_review_queue_depth", "Items waiting in review/", registry=r)
         self.review_oldest = Gauge("agentd_review_oldest_age_seconds", "Age of the oldest item in review/",

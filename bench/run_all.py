@@ -24,7 +24,7 @@ from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import backlog, concurrency, idle, latency, offline_triage, startup, throughput
+from bench import backlog, concurrency, idle, latency, offline_triage, startup, throughput, traces
 from bench.common import ROOT, exit_on_sigterm
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -51,6 +51,7 @@ BENCHES: dict[str, Callable[[bool], Any]] = {
     "idle": idle.run,
     "startup": startup.run,
     "offline_triage": offline_triage.run,
+    "traces": traces.run,
 }
 
 
@@ -146,9 +147,20 @@ def rows_offline_triage(r: dict[str, Any]) -> list[list[str]]:
               f"issuer {old['issuer']}"), "", INFO]]
 
 
+def rows_traces(r: dict[str, Any]) -> list[list[str]]:
+    off, on = r["exporter_off"], r["exporter_on"]
+    return [["8", f"throughput, {r['files']:,} files, median of {r['rounds']} rounds: OTLP trace exporter off", f"{off['files_per_s']:,} files/s "
+             f"({off['cpu_ms_per_file']} ms CPU/file)", "", INFO],
+            ["8", "throughput: exporter on, to a loopback OTLP/HTTP receiver",
+             (f"{on['files_per_s']:,} files/s = **{r['ratio']}x** off (rounds: {r['ratios']}; "
+              f"{on['cpu_ms_per_file']} ms CPU/file, +{r['cpu_ms_per_file_added']}); "
+              f"{on['spans']:,} spans in {on['batches']} batches, {on['duplicates']} duplicates, all in "
+              f"{on['all_spans_in_s_after_last_file']} s after the last file"), "", INFO]]
+
+
 ROWS = {"throughput": rows_throughput, "latency": rows_latency, "concurrency": rows_concurrency,
         "backlog": rows_backlog, "idle": rows_idle, "startup": rows_startup,
-        "offline_triage": rows_offline_triage}
+        "offline_triage": rows_offline_triage, "traces": rows_traces}
 NUMBER = {name: str(i) for i, name in enumerate(BENCHES, start=1)}
 
 

@@ -71,6 +71,13 @@ def test_startup_bench_sees_ready_and_health(quick: dict[str, Any]) -> None:
     assert r["ready_s"] > 0 and r["health_s"] > 0
 
 
+def test_traces_bench_exports_every_span_once_with_the_exporter_on(quick: dict[str, Any]) -> None:
+    r = figures(quick, "traces")
+    on = r["exporter_on"]
+    assert on["spans"] == 5 * r["files"] and on["duplicates"] == 0
+    assert r["exporter_off"]["files_per_s"] > 0 and on["files_per_s"] > 0 and r["ratio"] > 0
+
+
 def test_the_table_has_every_measurement_and_keeps_hand_written_notes(quick: dict[str, Any], tmp_path: Path) -> None:
     # Given a benchmarks page with notes under the marker
     doc = tmp_path / "benchmarks.md"

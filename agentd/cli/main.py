@@ -248,6 +248,29 @@ def cmd_costs(args: argparse.Namespace, config: Config) -> int:
     return EX_OK
 
 
+def cmd_trace(args: argparse.Namespace, config: Config) -> int:
+    from agentd.traces import timeline
+
+    if len(args.id) < timeline.MIN_ID_CHARS:
+        print(f"agentd: trace: give at least {timeline.MIN_ID_CHARS} characters of the correlation id",
+              file=sys.stderr)
+        return EX_USAGE
+    if not config.logs_dir.exists():
+        print(f"agentd: no audit log under {config.logs_dir}", file=sys.stderr)
+        return EX_PROBLEM
+    try:
+        cid, records = timeline.records_of(config.logs_dir, args.id.lower())
+    except timeline.TraceNotFound as exc:
+        print(f"agentd: trace: {exc}", file=sys.stderr)
+        return EX_PROBLEM
+    root = timeline.build_tree(cid, records)
+    if args.json:
+        _print_json({"trace_id": cid, "root": timeline.as_json(root)})
+    else:
+        print(timeline.render_text(root))
+    return EX_OK
+
+
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
     from agentd import workflows
 
@@ -263,6 +286,8 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
             value = f"(set: {', '.join(n for n, _ in value)})" if value else "(empty)"  # names are not secret
         elif config_mod.is_secret_name(name):
             value = "(set)" if value else "(empty)"
+        elif isinstance(value, tuple) and value and isinstance(value[0], tuple):
+            value = ",".join(f"{k}={v}" for k, v in value)
         elif isinstance(value, (tuple, frozenset)):
             value = ",".join(sorted(value)) if isinstance(value, frozenset) else ",".join(value)
         print(f"  {name}={value}")
@@ -311,6 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", help="why (recorded in the audit log)")
     p.add_argument("--json", action="store_true", help="machine-readable status")
     p.set_defaults(func=cmd_kill_switch)
+
+    p = sub.add_parser("trace", parents=[common], help="a run's timeline (steps, model and tool calls) from the audit log")
+    p.add_argument("id", help="correlation id (or its first 6+ characters)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_trace)
 
     p = sub.add_parser("check-config", parents=[common], help="validate the configuration and exit")
     p.set_defaults(func=cmd_check_config)

@@ -52,6 +52,7 @@ class ModelCall:
     cost_usd: Decimal = Decimal(0)
     cost_known: bool = True
     latency_s: float = 0.0
+    detail: dict[str, Any] = field(default_factory=dict)  # for traces: max_tokens, finish reason, ...
 
 
 @dataclass

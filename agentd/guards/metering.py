@@ -36,7 +36,7 @@ class MeteringGuard(Guard):
                               **{k: (str(v) if isinstance(v, Decimal) else v) for k, v in fields.items()})
         self.audit.append("llm_call", correlation_id=run.cid, workflow=run.workflow, step=run.step,
                           started_at=call.started_at or None, cost_known=None if call.cost_known else False,
-                          **fields)
+                          **fields, **call.detail)
         self._count(call)
         log.info("llm_call", model=call.model, status=call.status, attempt=call.attempt, tokens_in=call.tokens_in,
                  tokens_out=call.tokens_out, cost_usd=float(call.cost_usd), latency_ms=fields["latency_ms"])

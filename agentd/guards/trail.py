@@ -34,7 +34,7 @@ class AuditTrailGuard(Guard):
                    error: BaseException | None = None) -> None:
         self.audit.append("step", correlation_id=run.cid, workflow=run.workflow, step=step, status=status,
                           started_at=started_at, duration_ms=duration_ms,
-                          error_class=getattr(error, "error_class", None) if status == "failed" else None)
+                          error_class=(getattr(error, "error_class", "internal") if status == "failed" else None))
 
     def after_tool_call(self, call: ToolCall) -> None:
         run = call.run

@@ -148,13 +148,13 @@ class Gateway:
                     continue  # this model is gone: the fallbacks may still answer
                 if exc.kind == "model":
                     raise ModelError("model_error", f"{model}: {exc}") from None
-                self._breaker_changed(key, self.breakers.failure(key))
+                self._breaker_changed(key, self.breakers.failure(key), run.cid)
                 last = exc
                 continue
             except BaseException:
                 self.breakers.release(key)
                 raise
-            self._breaker_changed(key, self.breakers.success(key))
+            self._breaker_changed(key, self.breakers.success(key), run.cid)
             self.outage.answered()
             return response
         if missing and missing + skipped == len(models):
@@ -164,12 +164,12 @@ class Gateway:
         # the models answer others but failed this run: it waits and goes once more
         raise NetworkError("model_unreachable", f"all models failed; last: {last}", retryable=True)
 
-    def _breaker_changed(self, key: str, state: str | None) -> None:
+    def _breaker_changed(self, key: str, state: str | None, cid: str | None = None) -> None:
         if state is None:
             return
         provider, _, model = key.partition(":")
         self.metrics.breaker_open.labels(provider, model).set(STATE_LEVEL[state])
-        self.audit.append("breaker", provider=provider, model=model, state=state)
+        self.audit.append("breaker", provider=provider, model=model, state=state, correlation_id=cid)
         log.warning("breaker_" + state, provider=provider, model=model)
 
     def blocks(self, kind: str, busy: bool = False) -> str | None:
@@ -250,6 +250,7 @@ class Gateway:
             raise
         finally:
             call.latency_s = time.monotonic() - call.started
+            call.detail = self._call_detail(call)
             self.guards.after("model_call", call)  # budget settle, metering
         if call.error is not None:
             self._rate_limit(call.error, model)
@@ -267,6 +268,22 @@ class Gateway:
             call.tokens_in = max(tokens_in, call.tokens_bound)
             call.tokens_out = max(tokens_out, call.request.max_tokens)
             call.cost_usd = call.worst_usd
+
+    def _call_detail(self, call: ModelCall) -> dict[str, Any]:
+        """What a trace span of the call shows beyond the metering (content only when asked)."""
+        request, response = call.request, call.response
+        detail: dict[str, Any] = {"max_tokens": request.max_tokens, "cached_in": call.cached_in,
+                                  "price_source": "LLM_PRICE_*" if self.config.price_input_per_mtok is not None
+                                  or self.config.price_output_per_mtok is not None else "table"}
+        if response is not None:
+            detail.update(response_model=response.model, finish_reason=response.finish_reason)
+        if self.config.otel_capture_content:  # OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true
+            detail.update(system_instructions=request.system, input_messages=[
+                {"role": "user", "content": request.user_message()}, *request.history])
+            if response is not None:
+                detail["output_messages"] = [{"role": "assistant", "content": response.content,
+                                              "finish_reason": response.finish_reason}]
+        return detail
 
     def _rate_limit(self, error: ProviderError, model: str) -> None:
         if error.retry_after_s is not None and error.retry_after_s > self.config.llm_retry_after_cap_s:

@@ -29,6 +29,7 @@ from agentd.spool.dedupe import DedupeIndex
 from agentd.spool.journal import MISSING, Journal
 from agentd.spool.layout import Outcome, display_name
 from agentd.spool.store import Claim, Store
+from agentd.traces.ids import hex_span_id, step_span_id
 from agentd.workflows import Workflow
 
 log = logs.get("agentd.pipeline")
@@ -177,7 +178,8 @@ class Pipeline:
             core.tools.begin_step(core)
         started, started_at = time.monotonic(), utcnow_iso()
         status, error = "failed", None
-        structlog.contextvars.bind_contextvars(step=name)
+        # log lines of the step join its trace span (the exporter derives the same id from the step line)
+        structlog.contextvars.bind_contextvars(step=name, span_id=hex_span_id(step_span_id(core.cid, name, started_at)))
         try:
             self.guards.before("step", core, name)
             limit = self.guards.step_timeout_s(core, step)
@@ -189,14 +191,18 @@ class Pipeline:
                     raise
                 raise InternalError("step_timeout", f"step {name} took over {limit:g}s") from None
             status = "ok"
+        except asyncio.CancelledError:
+            status = "cancelled"  # a drain deadline: no step line, the run resumes at the next start
+            raise
         except Exception as exc:
             error = exc
             status = next((label for kind, label in STEP_STATUS if isinstance(exc, kind)), "failed")
             raise
         finally:
-            structlog.contextvars.unbind_contextvars("step")
-            duration_ms = round((time.monotonic() - started) * 1000, 1)
-            self.guards.after("step", core, name, status, started_at, duration_ms, error=error)
+            structlog.contextvars.unbind_contextvars("step", "span_id")
+            if status != "cancelled":
+                duration_ms = round((time.monotonic() - started) * 1000, 1)
+                self.guards.after("step", core, name, status, started_at, duration_ms, error=error)
         await core.journal.put(f"step:{name}", result, durable=False)
         core.outputs[name] = result
         self.on_progress()

@@ -1,0 +1,148 @@
+"""Span trees built from audit lines: one trace per run (across a crash and resume), GenAI
+attributes on model calls, tool calls, review decisions, and ids that never change."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from agentd.audit import AuditLog, iter_records
+from agentd.traces import ids
+from agentd.traces.runs import Assembler, build_run
+
+CID = "0123456789abcdef0123" + f"{1_767_000_000_000:012x}"
+
+
+def _log(tmp_path: Path, lines: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Real audit lines (hash chain and all) for `lines`."""
+    audit = AuditLog(tmp_path / "logs").open()
+    for event, fields in lines:
+        audit.append(event, **fields)
+    audit.close()
+    return list(iter_records(tmp_path / "logs"))
+
+
+def _llm(step: str, attempt: int = 1, status: str = "ok", **extra: Any) -> tuple[str, dict[str, Any]]:
+    return ("llm_call", {"correlation_id": CID, "workflow": "triage", "step": step, "provider": "openai",
+                         "model": "gpt-4o-mini", "tokens_in": 120, "tokens_out": 30, "cached_in": 20,
+                         "cost_usd": 0.00004, "run_cost_usd": 0.00004, "latency_ms": 250.0, "attempt": attempt,
+                         "status": status, "started_at": "2026-01-01T00:00:01.000Z", "max_tokens": 1024,
+                         "response_model": "gpt-4o-mini-2024-07-18", "finish_reason": "stop",
+                         "price_source": "table", **extra})
+
+
+def _step(name: str, started_at: str, status: str = "ok", **extra: Any) -> tuple[str, dict[str, Any]]:
+    return ("step", {"correlation_id": CID, "workflow": "triage", "step": name, "status": status,
+                     "started_at": started_at, "duration_ms": 300.0, **extra})
+
+
+CLAIMED = ("claimed", {"correlation_id": CID, "workflow": "triage", "original_name": "inv.txt"})
+OUTCOME = ("outcome", {"correlation_id": CID, "workflow": "triage", "outcome": "archived", "file": "inv.txt",
+                       "cost_usd": 0.00008, "tokens_in": 240, "tokens_out": 60, "llm_calls": 2})
+
+
+def test_a_run_crashed_mid_step_and_resumed_is_one_trace_with_the_cut_step_and_a_resume_event(tmp_path: Path) -> None:
+    records = _log(tmp_path, [
+        CLAIMED, _step("extract_text", "2026-01-01T00:00:00.500Z"), _llm("classify"),
+        ("startup", {"pid": 1}),  # the daemon was killed in classify and started again
+        ("resumed", {"correlation_id": CID, "workflow": "triage"}),
+        _llm("classify", attempt=1), _step("classify", "2026-01-01T00:00:02.000Z"),
+        _step("route", "2026-01-01T00:00:03.000Z"), OUTCOME])
+    assembler = Assembler()
+    finished = [f for f in map(assembler.feed, records) if f is not None]
+
+    assert len(finished) == 1 and not assembler.open
+    spans = finished[0].spans
+    roots = [s for s in spans if s.parent_id is None]
+    assert [r.name for r in roots] == ["agentd.run triage"]
+    assert roots[0].attributes["agentd.resumes"] == 1 and roots[0].attributes["agentd.file"] == "inv.txt"
+    assert [e.name for e in roots[0].events] == ["agentd.resumed"]
+    steps = [s for s in spans if s.parent_id == roots[0].span_id]
+    assert [(s.name, s.attributes["agentd.step.status"]) for s in steps] == [
+        ("agentd.step extract_text", "ok"), ("agentd.step classify", "interrupted"),
+        ("agentd.step classify", "ok"), ("agentd.step route", "ok")]
+    assert steps[1].error == "interrupted" and len(steps[1].children) == len(steps[2].children) == 1
+    assert all(s.attributes["agentd.correlation_id"] == CID for s in spans)
+    assert len({s.span_id for s in spans}) == len(spans)
+
+
+def test_a_model_call_span_carries_the_genai_attributes(tmp_path: Path) -> None:
+    records = _log(tmp_path, [CLAIMED, _llm("classify", status="503"), _llm("classify", attempt=2),
+                              _step("classify", "2026-01-01T00:00:00.900Z"), OUTCOME])
+    root = build_run(CID, records[:-1], records[-1])
+    [step] = root.children
+    failed, ok = step.children
+    assert ok.name == "chat gpt-4o-mini" and ok.kind == "client"
+    assert ok.attributes.items() >= {
+        "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.request.max_tokens": 1024, "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+        "gen_ai.response.finish_reasons": ["stop"], "gen_ai.usage.input_tokens": 120,
+        "gen_ai.usage.output_tokens": 30, "gen_ai.usage.cache_read.input_tokens": 20,
+        "agentd.cost_usd": 0.00004, "agentd.price_source": "table", "agentd.attempt": 2}.items()
+    assert "error.type" not in ok.attributes
+    assert failed.attributes["error.type"] == "503" and failed.error == "503"
+    assert ok.end_ns - ok.start_ns == 250_000_000
+    assert [e.name for e in step.events] == ["agentd.retry"]
+    assert "gen_ai.input.messages" not in ok.attributes  # content only when capture is on
+
+
+def test_tool_calls_fallbacks_and_a_failed_outcome(tmp_path: Path) -> None:
+    records = _log(tmp_path, [
+        CLAIMED,
+        ("llm_route", {"correlation_id": CID, "model": "backup", "decision": "fallback", "why": "503"}),
+        ("tool_call", {"correlation_id": CID, "workflow": "triage", "step": "act", "tool": "notification",
+                       "allowed": True, "status": "ok", "latency_ms": 12.5, "idempotency_key": f"{CID}:act:1"}),
+        ("tool_call", {"correlation_id": CID, "workflow": "triage", "step": "act", "tool": "db-query",
+                       "allowed": False, "why": "not in ALLOWED_SERVICES"}),
+        _step("act", "2026-01-01T00:00:00.900Z", status="failed", error_class="policy"),
+        ("outcome", {"correlation_id": CID, "workflow": "triage", "outcome": "failed", "reason": "tool_denied",
+                     "error_class": "policy", "file": "inv.txt"})])
+    root = build_run(CID, records[:-1], records[-1])
+    [step] = root.children
+    sent, denied = step.children
+    assert sent.name == "execute_tool notification" and sent.attributes["gen_ai.tool.name"] == "notification"
+    assert sent.attributes["gen_ai.operation.name"] == "execute_tool" and sent.error is None
+    assert denied.attributes["error.type"] == "denied" and denied.attributes["agentd.tool.why"] == "not in ALLOWED_SERVICES"
+    assert [e.name for e in step.events] == ["agentd.llm_route"] and step.error == "policy"
+    assert root.error == "tool_denied" and root.attributes["error.type"] == "policy"
+
+
+def test_the_same_lines_give_the_same_ids_and_a_review_decision_joins_the_run(tmp_path: Path) -> None:
+    lines = [CLAIMED, _step("classify", "2026-01-01T00:00:00.900Z", status="review"),
+             ("outcome", {"correlation_id": CID, "workflow": "triage", "outcome": "review", "reason": "low_confidence"}),
+             ("review_decision", {"correlation_id": CID, "workflow": "triage", "reviewer": "ana",
+                                  "decision": "approve"}),
+             ("outcome", {"correlation_id": CID, "workflow": "triage", "outcome": "archived", "reason": "approved",
+                          "via": "review"})]
+    records = _log(tmp_path, lines)
+    first = [f for f in map(Assembler().feed, records) if f]
+    again = [f for f in map(Assembler().feed, records) if f]
+    assert [[(s.span_id, s.start_ns, s.end_ns, s.attributes) for s in f.spans] for f in first] == \
+        [[(s.span_id, s.start_ns, s.end_ns, s.attributes) for s in f.spans] for f in again]
+    run, review = first
+    assert [e.name for e in run.spans[0].events] == ["agentd.review"]
+    [decision] = review.spans
+    assert decision.name == "agentd.review approve" and decision.parent_id == ids.root_span_id(CID)
+    assert ids.trace_id(CID) == int(CID, 16)
+
+
+def test_the_timeline_of_a_run_still_in_progress_shows_what_it_did_so_far(tmp_path: Path) -> None:
+    from agentd.traces.timeline import build_tree, render_text
+
+    records = _log(tmp_path, [CLAIMED, _step("extract_text", "2026-01-01T00:00:00.500Z"), _llm("classify")])
+    root = build_tree(CID, records)
+    assert root.attributes["agentd.outcome"] == "in_progress"
+    lines = render_text(root).splitlines()
+    assert lines[0].startswith(f"trace {CID}  agentd.run triage  in_progress")
+    assert [line.split("ms  ", 2)[-1].split("  [")[0] for line in lines[2:]] == [
+        "agentd.run triage", "├─ agentd.step extract_text", "└─ chat gpt-4o-mini"]
+
+
+def test_a_budget_refusal_and_a_wait_are_events_on_the_run(tmp_path: Path) -> None:
+    records = _log(tmp_path, [CLAIMED, ("outcome", {"correlation_id": CID, "workflow": "triage", "outcome": "failed",
+                                                    "reason": "run_budget_exceeded", "error_class": "budget"})])
+    refused = build_run(CID, records[:-1], records[-1])
+    assert [e.name for e in refused.events] == ["agentd.budget_refused"] and refused.error == "run_budget_exceeded"
+    waited = build_run(CID, records[:-1], {"event": "waiting", "correlation_id": CID, "workflow": "triage",
+                                           "reason": "daily_budget_exhausted", "ts": records[-1]["ts"]})
+    assert waited.attributes["agentd.outcome"] == "waiting" and waited.error is None
+    assert [e.name for e in waited.events] == ["agentd.budget_refused"]
