@@ -6,7 +6,12 @@ from typing import Any, Callable
 
 from structlog.testing import capture_logs
 
-from agentd.supervisor import FIRST_BACKOFF_S, HEALTHY_AFTER_S, MAX_BACKOFF_S, Supervisor
+from agentd.supervisor import (
+    FIRST_BACKOFF_S,
+    HEALTHY_AFTER_S,
+    MAX_BACKOFF_S,
+    Supervisor,
+)
 
 WAIT_S = 5.0  # a safety net for awaiting a positive signal, never a pause
 

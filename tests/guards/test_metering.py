@@ -26,14 +26,14 @@ def metering(parts: Parts, run_cost: str = "0.0123", slow_call_s: float = 20.0) 
 
 def answered(parts: Parts, provider: str = "openai", **fields: Any) -> tuple[RunCore, ModelCall]:
     run = parts.run(step="classify")
-    values = dict(status="ok", tokens_in=1200, tokens_out=80, cost_usd=Decimal("0.0123"), latency_s=1.2345,
-                  started_at="2026-03-14T10:00:00.000Z")
+    values: dict[str, Any] = {"status": "ok", "tokens_in": 1200, "tokens_out": 80, "cost_usd": Decimal("0.0123"),
+                              "latency_s": 1.2345, "started_at": "2026-03-14T10:00:00.000Z"}
     values.update(fields)
     return run, model_call(run, provider=provider, model="gpt-x", **values)
 
 
 def test_an_answered_call_is_one_llm_call_line_with_its_meter(parts: Parts) -> None:
-    run, call = answered(parts)
+    _, call = answered(parts)
     metering(parts).after_model_call(call)
     [line] = parts.events("llm_call")
     assert {k: line.get(k) for k in ("correlation_id", "workflow", "step", "provider", "model", "tokens_in",
@@ -57,7 +57,7 @@ def test_a_paid_answer_makes_the_journal_precious_and_is_on_disk(parts: Parts) -
 
 
 def test_an_offline_call_is_metered_but_does_not_make_the_journal_precious(parts: Parts) -> None:
-    run, call = answered(parts, provider="offline", cost_usd=Decimal("0"))
+    run, call = answered(parts, provider="offline", cost_usd=Decimal(0))
     metering(parts).after_model_call(call)
     assert not run.journal.precious
     assert not run.claim.journal_path.exists()

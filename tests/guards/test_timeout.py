@@ -10,8 +10,8 @@ from agentd.guards.budget import Budget
 from agentd.guards.killswitch import KillSwitch
 from agentd.guards.timeout import StepTimeoutGuard
 from agentd.workflows import step
-from tests.tools.support import config as make_config
 from tests.guards.parts import make_parts
+from tests.tools.support import config as make_config
 
 
 @step

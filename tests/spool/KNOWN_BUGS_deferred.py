@@ -11,16 +11,7 @@ from pathlib import Path
 import pytest
 
 from agentd.spool.deferred import FILE, Deferrals
-
-NOW = 1_700_000_000.0
-
-
-class Clock:
-    def __init__(self, now: float = NOW):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.spool.test_deferred import NOW, Clock
 
 
 def test_strikes_are_kept_until_the_file_is_claimed_even_after_its_time(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from typing import Iterator
 
 import pytest
 
-import agentd.spool.noreplace as noreplace
+from agentd.spool import noreplace
 from agentd.spool.noreplace import rename_noreplace
 
 MODES = ["renameat2", "link_unlink"]
