@@ -74,7 +74,7 @@ class Supervisor:
     def failing(self) -> list[Supervised]:
         now = self.clock()
         return [i for i in self.items.values()
-                if i.failures and (i.in_backoff or now - i.restarted_at < HEALTHY_AFTER_S)]
+                if i.failures and not i.done and (i.in_backoff or now - i.restarted_at < HEALTHY_AFTER_S)]
 
     def problems(self) -> list[str]:
         """One line per task that keeps failing (for /health and the watchdog)."""

@@ -23,6 +23,7 @@ IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{1,4}){3,8}(?![A-Z
 CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 PHONE = re.compile(r"(?<![\w+@/.-])(?:(?:\+|00)\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?\d{2,5}(?:[ .-]\d{2,8}){1,5}"
                    r"(?![\w@/-])|(?<![\w+])\+\d{7,15}(?!\w)")
+THOUSANDS = re.compile(r"^\d{1,3}(?:[.,' ]\d{3})+$")
 DATE_SHAPES = (re.compile(r"^\d{4}[-./ ]\d{1,2}[-./ ]\d{1,2}$"), re.compile(r"^\d{1,2}[-./ ]\d{1,2}[-./ ]\d{2,4}$"))
 
 
@@ -62,6 +63,8 @@ def _card(match: str) -> str | None:
 def _phone(match: str) -> str | None:
     digits = re.sub(r"\D", "", match)
     if not 7 <= len(digits) <= 15 or any(shape.match(match) for shape in DATE_SHAPES):
+        return None
+    if THOUSANDS.match(match.strip()):  # 12.345.678 is an amount (a quantity), not a phone number
         return None
     return match
 

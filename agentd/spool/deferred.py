@@ -14,8 +14,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from agentd import logs
 from agentd.durable import fsync_path, write_json
 
+log = logs.get("agentd.spool")
 FILE = "deferred.json"
 MAX_ENTRIES = 10_000
 
@@ -34,17 +36,20 @@ class Deferrals:
     def _load(self) -> None:
         try:
             saved = json.loads(self.path.read_text("utf-8", "surrogateescape"))
+            files = saved.get("files", {}) if isinstance(saved, dict) else {}
+            self.files = {str(k): v for k, v in dict(files).items() if isinstance(v, dict)}
+            self.all_until = float(saved.get("all_until") or 0.0)
+            self.all_reason = str(saved.get("all_reason", ""))
         except FileNotFoundError:
             return
-        except (OSError, ValueError):
-            return  # unreadable: nothing is held back (the files are still in incoming/)
-        self.files = {k: v for k, v in dict(saved.get("files", {})).items() if isinstance(v, dict)}
-        self.all_until = float(saved.get("all_until", 0.0))
-        self.all_reason = str(saved.get("all_reason", ""))
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            # unreadable or of the wrong shape: nothing is held back (the files are still in incoming/)
+            self.files, self.all_until, self.all_reason = {}, 0.0, ""
+            log.warning("deferrals_unreadable", path=os.fspath(self.path), error=f"{exc.__class__.__name__}: {exc}")
 
     def _save(self) -> None:
-        now = self.clock()
-        self.files = {k: v for k, v in self.files.items() if float(v.get("until", 0)) > now}
+        # an entry lives until its file is claimed (its strikes go with the claim) or is gone from its path
+        self.files = {k: v for k, v in self.files.items() if _same_file(k, v.get("ino"))}
         while len(self.files) > MAX_ENTRIES:
             self.files.pop(next(iter(self.files)))
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,4 +89,12 @@ class Deferrals:
         if entry is None or entry.get("ino") != inode:
             return 0
         del self.files[path]
+        self._save()  # spent: a restart must not bring it back
         return int(entry.get("strikes", 0))
+
+
+def _same_file(path: str, inode: object) -> bool:
+    try:
+        return os.lstat(path).st_ino == inode
+    except OSError:
+        return False

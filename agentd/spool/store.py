@@ -192,8 +192,8 @@ class Store:
         target = self._place(claim.data, target_dir, claim.original_name, claim.cid)
         self.on_move(PROCESSING, INCOMING)
         claim.journal_path.unlink(missing_ok=True)
-        if not_before is not None:
-            self.deferrals.defer(target, not_before, reason, strikes)
+        if not_before is not None or strikes:  # its time, and the strikes it has had, wait with it
+            self.deferrals.defer(target, not_before or 0.0, reason, strikes)
         await self.sync.sync([target_dir, self.processing])
         self.audit.append("waiting", correlation_id=claim.cid, workflow=claim.workflow, reason=reason,
                           file=display_name(target.name), not_before=layout.iso_utc(not_before) if not_before else None)

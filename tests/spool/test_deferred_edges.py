@@ -1,8 +1,4 @@
-"""Known bugs of agentd.spool.deferred: these tests state the contract and fail until it is fixed.
-
-Collected only when named (the file name does not match test_*.py):
-  .venv/bin/python -m pytest tests/spool/KNOWN_BUGS_deferred.py
-"""
+"""Deferrals at the edges: strikes kept until the file is claimed, a malformed record holds nothing back."""
 from __future__ import annotations
 
 import os

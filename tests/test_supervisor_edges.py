@@ -1,8 +1,4 @@
-"""Known bug of agentd.supervisor: this test states the contract and fails until it is fixed.
-
-Collected only when named (the file name does not match test_*.py):
-  .venv/bin/python -m pytest tests/KNOWN_BUGS_supervisor.py
-"""
+"""A one-shot task that failed once and then finished is not reported as failing."""
 from __future__ import annotations
 
 import asyncio

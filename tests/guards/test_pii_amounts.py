@@ -1,8 +1,4 @@
-"""Known bug of agentd.guards.pii: this test states the contract and fails until it is fixed.
-
-Collected only when named (the file name does not match test_*.py):
-  .venv/bin/python -m pytest tests/guards/KNOWN_BUGS_pii.py
-"""
+"""PII redaction leaves amounts with thousands separators alone; dotted phone numbers are still redacted."""
 from __future__ import annotations
 
 import pytest
