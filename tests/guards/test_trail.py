@@ -41,7 +41,7 @@ def test_a_fresh_run_writes_no_resumed_line(parts: Parts) -> None:
 @pytest.mark.parametrize(("status", "error", "error_class"), [
     ("ok", None, None),
     ("failed", DataError("no_text"), "data"),
-    ("failed", KeyError("x"), None),
+    ("failed", KeyError("x"), "internal"),  # a bug in a step: the run fails with internal
     ("review", None, None),
     ("paused", Paused("kill_switch"), None),
 ])
