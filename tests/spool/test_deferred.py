@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agentd.spool.deferred import FILE, MAX_ENTRIES, Deferrals
+from agentd.spool import deferred as deferred_mod
+from agentd.spool.deferred import FILE, Deferrals
 
 NOW = 1_700_000_000.0
 
@@ -90,31 +91,30 @@ def test_a_deferral_of_a_file_already_gone_is_not_recorded(state: Path, waiting:
     assert not (state / FILE).exists()
 
 
-def test_expired_deferrals_are_dropped_from_the_file(state: Path, waiting: Path) -> None:
+def test_a_deferral_whose_file_is_gone_is_dropped_from_the_file(state: Path, waiting: Path) -> None:
     clock = Clock()
     deferrals = Deferrals(state, clock)
     deferrals.defer(waiting, NOW + 10, "short")
+    waiting.unlink()  # an operator took it away
     other = waiting.with_name("later.pdf")
     other.write_bytes(b"x")
-    clock.now = NOW + 20
     deferrals.defer(other, NOW + 100, "long")
     saved = json.loads((state / FILE).read_text())
     assert list(saved["files"]) == [str(other)]
 
 
-def test_the_record_stays_bounded(state: Path, tmp_path: Path) -> None:
+def test_the_record_stays_bounded(state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(deferred_mod, "MAX_ENTRIES", 50)
     deferrals = Deferrals(state, Clock())
     folder = tmp_path / "many"
     folder.mkdir()
-    last = folder / "last"
-    last.write_bytes(b"x")
-    # Given a record already at its bound (built in memory: the bound is what is tested, not 10,000 writes)
-    for n in range(MAX_ENTRIES):
-        deferrals.files[f"/incoming/f{n}"] = {"until": NOW + 60, "reason": "r", "ino": n, "strikes": 0}
-    deferrals.defer(last, NOW + 60, "r")
+    paths = [folder / f"f{n}" for n in range(51)]
+    for path in paths:
+        path.write_bytes(b"x")
+        deferrals.defer(path, NOW + 60, "r")
     saved = json.loads((state / FILE).read_text())
-    assert len(saved["files"]) == MAX_ENTRIES
-    assert str(last) in saved["files"] and "/incoming/f0" not in saved["files"]  # the oldest goes
+    assert len(saved["files"]) == 50
+    assert str(paths[-1]) in saved["files"] and str(paths[0]) not in saved["files"]  # the oldest goes
 
 
 def test_hold_all_holds_until_its_time_and_survives_a_restart(state: Path) -> None:
