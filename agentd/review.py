@@ -19,10 +19,11 @@ from typing import Any, Iterator
 
 from agentd.audit import AuditLog, utcnow_iso
 from agentd.config import Config
-from agentd.durable import fsync_path, write_json
+from agentd.durable import GroupSync
 from agentd.redact import Redactor
-from agentd.spool.layout import SIDECAR, display_name, free_name
-from agentd.spool.store import iter_sidecars
+from agentd.spool.deferred import Deferrals
+from agentd.spool.layout import SIDECAR, Outcome, display_name
+from agentd.spool.store import Store, iter_sidecars
 
 EX_OK, EX_PROBLEM, EX_USAGE = 0, 1, 2
 MIN_PREFIX = 6
@@ -188,29 +189,13 @@ def _finish(config: Config, sidecar: Path, data: Path, meta: dict[str, Any], app
             new["result"] = _linked(meta.get("result"), candidates(meta)[choice - 1], by, at)
     else:
         new.update(reason="rejected_by_reviewer", error_class="policy", detail=redact(note) or None)
-    target_dir = config.terminal(outcome)
-    target_dir.mkdir(parents=True, exist_ok=True)
-    final = free_name(target_dir, data.name, str(meta.get("correlation_id", "")))
     log = audit or AuditLog(config.logs_dir, redact).open()
     try:
-        cid, workflow = meta.get("correlation_id"), meta.get("workflow")
-        log.append("review_decision", correlation_id=cid, workflow=workflow, **decision)
-        entry = log.append("outcome", correlation_id=cid, workflow=workflow, outcome=outcome, file=final.name,
-                           reason=new["reason"], error_class=new.get("error_class"), via="review", by=by)
-        log.flush_now()
+        store = Store(config, log, GroupSync(enabled=config.fsync), Deferrals(config.state_dir))
+        return store.decide_review(data, Outcome(outcome), {k: v for k, v in new.items() if v is not None}, decision)
     finally:
         if audit is None:
             log.close()
-    new.update(audit_seq=entry.seq, audit_hash=entry.hash)
-    meta_path = final.with_name(final.name + SIDECAR)
-    write_json(meta_path, {k: v for k, v in new.items() if v is not None})
-    fsync_path(meta_path)
-    fsync_path(target_dir)
-    os.rename(data, final)
-    fsync_path(target_dir)
-    sidecar.unlink()
-    fsync_path(sidecar.parent)
-    return final
 
 
 @contextmanager

@@ -58,9 +58,11 @@ def test_approve_with_a_choice_archives_the_file_with_that_link_and_an_audit_eve
     [decision] = audit_events(home, "review_decision")
     assert decision["correlation_id"] == cid and decision["decision"] == "approve" and decision["choice"] == 2
     assert decision["reviewer"] == getpass.getuser() and decision["at"] and decision["edits"] == {}
-    outcome = [e for e in audit_events(home, "outcome") if e["correlation_id"] == cid][-1]
-    assert outcome["outcome"] == "archived" and outcome["seq"] == meta["audit_seq"]
-    assert outcome["hash"] == meta["audit_hash"] and outcome["seq"] > decision["seq"]
+    # the run keeps its one outcome line (review); the decision's line carries the new place and sidecar
+    outcomes = [e for e in audit_events(home, "outcome") if e["correlation_id"] == cid]
+    assert [o["outcome"] for o in outcomes] == ["review"]
+    assert decision["outcome"] == "archived" and decision["seq"] == meta["audit_seq"]
+    assert decision["hash"] == meta["audit_hash"] and decision["sidecar"]["result"]["party_link"]["id"] == "c-200"
     verified = cli(home, "audit", "verify")
     assert verified.returncode == 0, verified.stdout
 

@@ -267,7 +267,7 @@ class Store:
                 os.replace(layout.sidecar_of(final), layout.sidecar_of(moved))  # our own sidecar follows
             log.warning("terminal_name_taken", file=display_name(final.name), moved_to=display_name(moved.name))
             final = moved
-        self.on_move(PROCESSING, final.parent.name)
+        self.on_move(claim.data.parent.name, final.parent.name)
         return final
 
     # -- operators' moves ---------------------------------------------------------------
@@ -286,19 +286,30 @@ class Store:
         self.audit.flush_now()
         return target
 
-    def move_decided(self, data: Path, outcome: Outcome, cid: str, meta: dict[str, Any]) -> Path:
-        """A reviewer's decision: the file leaves review/ for `outcome`'s folder with its new sidecar."""
+    def decide_review(self, data: Path, outcome: Outcome, meta: dict[str, Any], decision: dict[str, Any]) -> Path:
+        """A reviewer's decision: its audit line (carrying the new sidecar), then the sidecar, then the move.
+
+        The run keeps its one `outcome` line (review); the decision is the `review_decision` line."""
+        cid, workflow = str(meta.get("correlation_id", "")), meta.get("workflow")
         target_dir = layout.terminal_dir(self.home, outcome)
         target_dir.mkdir(parents=True, exist_ok=True)
         final = free_name(target_dir, data.name, cid, self._reserved)
-        write_json(layout.sidecar_of(final), meta)
-        fsync_path(layout.sidecar_of(final))
-        fsync_path(target_dir)
-        final = self._place(data, target_dir, final.name, cid)
+        self._reserved.add(final)
+        try:
+            entry = self.audit.append("review_decision", correlation_id=cid, workflow=workflow, **decision,
+                                      outcome=outcome.value, file=final.name, sidecar=meta)
+            self.audit.flush_now()
+            meta_path = layout.sidecar_of(final)
+            write_json(meta_path, {**meta, "audit_seq": entry.seq, "audit_hash": entry.hash})
+            fsync_path(meta_path)
+            fsync_path(target_dir)
+            claim = Claim(cid=cid, workflow=str(workflow), original_name=data.name, data=data)
+            final = self._place_final(claim, final)
+        finally:
+            self._reserved.discard(final)
         fsync_path(target_dir)
         layout.sidecar_of(data).unlink(missing_ok=True)
         fsync_path(data.parent)
-        self.on_move(data.parent.name, target_dir.name)
         return final
 
 

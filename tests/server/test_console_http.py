@@ -154,7 +154,7 @@ async def test_get_never_changes_state(served: Served) -> None:
     alice, _ = await served.login("alice")
     anonymous = aiohttp.ClientSession()
     served.sessions.append(anonymous)
-    before, decisions = snapshot(served.home), len(audit_events(served.home, "outcome"))
+    before, decisions = snapshot(served.home), len(audit_events(served.home, "review_decision"))
     paths = ["/review", "/review?workflow=triage&reason=low_confidence", f"/review/{CID_A}", f"/review/{CID_A[:8]}",
              "/review/cccccccc/file", f"/review/{CID_A}/decide?action=approve", f"/review/{CID_A}/release",
              "/review/bulk?bulk=reject-filter", "/review/bulk/confirm?action=reject&ids=" + CID_A, "/review/logout",
@@ -163,7 +163,7 @@ async def test_get_never_changes_state(served: Served) -> None:
         for path in paths:
             async with client.get(served.url + path, allow_redirects=False) as response:
                 assert response.status in (200, 303, 405), (path, response.status)
-    assert snapshot(served.home) == before and len(audit_events(served.home, "outcome")) == decisions
+    assert snapshot(served.home) == before and len(audit_events(served.home, "review_decision")) == decisions
     async with alice.get(f"{served.url}/review") as response:  # still logged in: the GET /logout did nothing
         assert response.url.path == "/review" and "alice" in await response.text()
 
