@@ -72,3 +72,7 @@ class Paused(Exception):
         super().__init__(reason)
         self.reason = reason
         self.not_before = not_before
+
+
+# exit codes of every command (SPEC section 8): ok, the check found a problem, usage error, configuration error
+EX_OK, EX_PROBLEM, EX_USAGE, EX_CONFIG = 0, 1, 2, 78

@@ -25,7 +25,7 @@ from agentd.spool.deferred import Deferrals
 from agentd.spool.layout import SIDECAR, Outcome, display_name
 from agentd.spool.store import Store, iter_sidecars
 
-EX_OK, EX_PROBLEM, EX_USAGE = 0, 1, 2
+from agentd.errors import EX_OK, EX_PROBLEM, EX_USAGE  # noqa: E402
 MIN_PREFIX = 6
 SHORT_ID = 12
 

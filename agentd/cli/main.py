@@ -16,7 +16,7 @@ from agentd import config as config_mod
 from agentd import logs
 from agentd.config import Config, ConfigError
 
-EX_OK, EX_PROBLEM, EX_USAGE, EX_CONFIG = 0, 1, 2, 78
+from agentd.errors import EX_CONFIG, EX_OK, EX_PROBLEM, EX_USAGE  # noqa: E402  (one source)
 
 
 def _print_json(value: Any) -> None:
@@ -351,7 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_optional_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     """Commands whose modules register themselves (the review queue, estimate/replay/eval)."""
-    from agentd import cli_evals, review
+    from agentd import review
+    from agentd.cli import evals as cli_evals
 
     review.add_parser(sub, common)
     cli_evals.add_parser(sub, common)

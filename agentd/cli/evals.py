@@ -11,7 +11,7 @@ from typing import Any
 from agentd import logs
 from agentd.config import Config, ConfigError
 
-EX_OK, EX_PROBLEM, EX_USAGE = 0, 1, 2
+from agentd.errors import EX_OK, EX_PROBLEM, EX_USAGE  # noqa: E402
 
 
 def _quiet_logs(config: Config) -> None:
