@@ -23,10 +23,12 @@ from agentd.index import DedupeIndex
 from agentd.killswitch import KillSwitch
 from agentd.llm.breaker import Breakers
 from agentd.llm.gateway import Gateway, make_provider
+from agentd.looplag import LoopLag
 from agentd.metrics import Metrics
 from agentd.pipeline import Pipeline, StopGuard
 from agentd.probe import Probe
 from agentd.redact import Redactor
+from agentd.sandbox import POOL as EXTRACT_POOL
 from agentd.spool import Claim, Spool
 from agentd.status import HealthView
 from agentd.watcher import Candidate, Watcher
@@ -74,6 +76,7 @@ class Daemon(HealthView):
         self._write_checked_at = 0.0
         self._writable = True
         self.last_progress_mono = time.monotonic()
+        self.loop_lag = LoopLag()
 
     # -- the table of contents ------------------------------------------------------------
     async def serve(self) -> int:
@@ -113,6 +116,8 @@ class Daemon(HealthView):
         self.watcher = Watcher(c)
         self.probe = Probe(c.state_dir, self.sync)
         self.queue: asyncio.Queue[Candidate | Claim] = asyncio.Queue(maxsize=c.concurrency)
+        EXTRACT_POOL.configure(c.concurrency, c.extract_memory_mb)
+        EXTRACT_POOL.warm()
         self._install_signals()
         recovered = self.spool.recover()
         self.audit.append("startup", version=__version__, pid=os.getpid(), provider=c.llm_provider,
@@ -129,6 +134,7 @@ class Daemon(HealthView):
             self.watcher.start_observer()
             self._tasks.append(asyncio.create_task(self.watcher.run(self._enqueue_candidate), name="watcher"))
             self._tasks.append(asyncio.create_task(self._probe_loop(), name="probe"))
+            self._tasks.append(asyncio.create_task(self.loop_lag.run(), name="loop-lag"))
         log.info("started", version=__version__, home=str(c.home), provider=c.llm_provider,
                  model=c.llm_model, concurrency=c.concurrency, recovered=len(recovered),
                  incoming=str(c.incoming), health=self.health_url)
@@ -368,7 +374,7 @@ class Daemon(HealthView):
         log.info("stopping", in_flight=self.in_flight, drain_timeout_s=self.config.drain_timeout_s)
         self.watcher.stop_observer()
         for task in self._tasks:
-            if task.get_name() in ("watcher", "probe"):
+            if task.get_name() in ("watcher", "probe", "loop-lag"):
                 task.cancel()
         deadline = time.monotonic() + self.config.drain_timeout_s
         while self.in_flight > self.paused and time.monotonic() < deadline:
@@ -383,6 +389,7 @@ class Daemon(HealthView):
         if not self.burst:
             await self.http.stop()
         await self.gateway.close()
+        await EXTRACT_POOL.close()
         self.budget.save()
         self.audit.append("shutdown", processed=self.processed, unfinished=left)
         self.audit.flush_now()
@@ -395,6 +402,7 @@ class Daemon(HealthView):
 
     def _render_metrics(self) -> bytes:
         self.gateway.update_latency_quantiles()
+        self.metrics.loop_lag.set(self.loop_lag.max_s())
         self.counts()
         return self.metrics.render()
 

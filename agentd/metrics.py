@@ -36,6 +36,8 @@ class Metrics:
         self.tool_calls = Counter("agentd_tool_calls_total", "Tool calls", ["tool", "status"], registry=r)
         self.pii_redacted = Counter("agentd_pii_redacted_total", "PII values replaced before the model",
                                     ["kind"], registry=r)
+        self.loop_lag = Gauge("agentd_event_loop_lag_seconds",
+                              "Worst event-loop lag (a wake-up that ran late) over the last minute", registry=r)
         self.probe_ok = Gauge("agentd_probe_ok", "1 if the last synthetic probe succeeded", registry=r)
 
     def render(self) -> bytes:

@@ -17,12 +17,13 @@ from agentd import logs
 from agentd.audit import AuditLog, utcnow_iso
 from agentd.config import Config
 from agentd.errors import AgentdError, DataError, InternalError, NeedsReview, Paused
-from agentd.extract import Document, extract
+from agentd.extract import Document
 from agentd.index import DedupeIndex
 from agentd.journal import MISSING, Journal
 from agentd.llm.base import LLMRequest
 from agentd.llm.gateway import Gateway
 from agentd.metrics import Metrics
+from agentd.sandbox import extract_isolated
 from agentd.spool import Claim, Spool, display_name
 from agentd.workflows import Workflow, step_name
 
@@ -68,10 +69,11 @@ class RunContext:
     def log(self) -> Any:
         return log.bind(step=self.step)
 
-    def text(self) -> str:
-        """The extracted text of the file (DataError when it has none)."""
+    async def text(self) -> str:
+        """The extracted text of the file (DataError when it has none), parsed off the event loop."""
         if self.document is None:
-            self.document = extract(Path(self.original_name), self.data)
+            self.document = await extract_isolated(self.original_name, self.data, self.config.extract_timeout_s,
+                                                   self.config.extract_memory_mb)
         return self.document.text
 
     async def ask(self, *, task: str, system: str, document: str, schema: dict[str, Any],

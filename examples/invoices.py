@@ -40,7 +40,7 @@ def offline_invoice(text: str) -> dict[str, Any]:
 
 async def read(ctx: Any) -> dict[str, Any]:
     """Extract the text; refuse files that are obviously not invoices."""
-    text = ctx.text()
+    text = await ctx.text()
     if "invoice" not in text.lower():
         raise DataError("not_an_invoice", "the word 'invoice' does not appear in the document")
     return {"text": text[:20_000]}

@@ -14,7 +14,7 @@ async def wait_a_while(ctx: Any) -> dict[str, Any]:
 
 
 async def summarise(ctx: Any) -> dict[str, Any]:
-    return {"chars": len(ctx.text())}
+    return {"chars": len(await ctx.text())}
 
 
 async def explode(ctx: Any) -> None:
@@ -27,7 +27,7 @@ BROKEN = Workflow("broken", steps=(explode,))
 
 async def ask_model(ctx: Any) -> dict[str, Any]:
     from agentd.workflows.triage import TRIAGE_SCHEMA
-    return await ctx.ask(task="triage", system="Triage.", document=ctx.text(), schema=TRIAGE_SCHEMA)
+    return await ctx.ask(task="triage", system="Triage.", document=await ctx.text(), schema=TRIAGE_SCHEMA)
 
 
 PAID_THEN_SLOW = Workflow("paid_then_slow", steps=(ask_model, wait_a_while))

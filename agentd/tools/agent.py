@@ -52,7 +52,7 @@ async def run_agent(ctx: Any, spec: AgentSpec) -> Any:
         box.begin_step(ctx)
     offered = box.permitted(ctx, spec.tools) if box is not None else ()
     specs = box.specs(offered) if box is not None else ()
-    source = spec.document(ctx) if spec.document else _source_text(ctx)
+    source = spec.document(ctx) if spec.document else await _source_text(ctx)
     max_turns, max_calls = ctx.config.agent_max_steps, ctx.config.agent_max_tool_calls
     observations: list[dict[str, Any]] = []
     made_here = 0
@@ -131,10 +131,10 @@ def _wants_tools(answer: Any) -> bool:
     return isinstance(answer, dict) and bool(answer.get("tool_calls")) and set(answer) <= {"tool_calls", "content"}
 
 
-def _source_text(ctx: Any) -> str:
+async def _source_text(ctx: Any) -> str:
     """The document's text; a file without a text layer is described so the model can ask for OCR."""
     try:
-        return ctx.text()
+        return await ctx.text()
     except DataError as exc:
         if exc.reason not in NO_TEXT_REASONS:
             raise

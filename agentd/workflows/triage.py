@@ -41,7 +41,7 @@ SYSTEM = (
 
 async def extract_text(ctx: Any) -> dict[str, Any]:
     """The document's text and what kind of document it is."""
-    text = ctx.text()
+    text = await ctx.text()
     return {"kind": ctx.document.kind, "chars": len(text), "meta": ctx.document.meta,
             "text": text[:MAX_DOCUMENT_CHARS], "truncated": len(text) > MAX_DOCUMENT_CHARS}
 
