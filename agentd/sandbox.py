@@ -34,6 +34,7 @@ MAX_WORKERS = 8
 MAX_HEADER_BYTES = 1 << 20
 MAX_TEXT_BYTES = 256 << 20
 START_TIMEOUT_S = 30.0
+NICE = 10
 STDERR_TAIL_BYTES = 2000
 FRAME = struct.Struct(">II")  # header length, body length
 ENV_KEPT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "PYTHONPATH", "PYTHONHOME", "PYTHONFAULTHANDLER", "VIRTUAL_ENV")
@@ -290,13 +291,17 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
-def _first_kill_me() -> None:
-    """The kernel's out-of-memory killer should pick a parser before the daemon."""
+def _yield_to_the_daemon() -> None:
+    """The out-of-memory killer should pick a parser before the daemon, and the CPU the daemon first."""
     try:
         with open("/proc/self/oom_score_adj", "w") as fh:
             fh.write("1000")
     except OSError:
         pass  # not allowed here: RLIMIT_AS still bounds the parser
+    try:
+        os.nice(NICE)
+    except OSError:
+        pass  # the unit's SystemCallFilter (~@resources) denies it: the parser runs at the daemon's priority
 
 
 def _send(out: Any, header: dict[str, Any], body: bytes = b"") -> None:
@@ -324,7 +329,7 @@ def serve(memory_mb: int) -> None:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print() must never corrupt a frame
     _die_with_parent(parent)
-    _first_kill_me()
+    _yield_to_the_daemon()
     limited = _limit_memory(memory_mb)
     import logging
     import warnings

@@ -67,3 +67,9 @@ def bomb_pdf(pages: int = 12, inflated_bytes: int = 70_000_000) -> bytes:
 def slow_html(tags: int = 8_000) -> bytes:
     """Unclosed tags: html.parser rescans them over and over; 5,000 (15 KB) take about 2.6 s, 10,000 about 16 s."""
     return b"<html><body>" + b"<a " * tags
+
+
+def rules_bomb_text() -> bytes:
+    """40 KB of plain text that made the offline provider's regexes quadratic (about 6 s of CPU before)."""
+    return (b"A1" * 5000 + b"\n" + b"1," * 5000 + b"\n" + b"A&" * 5000 + b"\n"
+            + b"from: " + b"\n" * 5000 + b"!\n")

@@ -22,7 +22,7 @@ from agentd import sandbox
 from agentd.errors import DataError
 from agentd.looplag import LoopLag
 from agentd.sandbox import ExtractPool
-from tests.heavy_inputs import bomb_pdf, slow_html, slow_pdf, text_pdf
+from tests.heavy_inputs import bomb_pdf, rules_bomb_text, slow_html, slow_pdf, text_pdf
 from tests.helpers import AgentdProcess, HealthPoller, metric, sidecar_for, sidecars, wait_until
 
 # The shared 2-core machine can deschedule the daemon for a while; what is asserted here is
@@ -68,11 +68,13 @@ def test_slow_files_fail_with_extract_timeout_while_the_rest_is_archived_and_hea
     agent = daemon(AGENTD_EXTRACT_TIMEOUT_S=TIMEOUT_S)
     incoming = home / "incoming"
     with HealthPoller(agent.url + "/health", interval_s=0.01) as poller:
-        # When a PDF and an HTML page that each take seconds to parse arrive with ordinary files
+        # When a PDF and an HTML page that each take seconds to parse arrive with ordinary files,
+        # and a text that once took the offline model's rules seconds
         (incoming / "slow.pdf").write_bytes(slow_pdf())
         (incoming / "slow.html").write_bytes(slow_html())
-        ordinary = _drop_ordinary(incoming, 12)
-        wait_until(lambda: len(sidecars(home)) >= 14, timeout=60, message="all 14 files finished")
+        (incoming / "rules.txt").write_bytes(rules_bomb_text())
+        ordinary = _drop_ordinary(incoming, 12) + ["rules.txt"]
+        wait_until(lambda: len(sidecars(home)) >= 15, timeout=60, message="all 15 files finished")
     # Then the slow ones fail with data/extract_timeout, stopped at the deadline
     for name in ("slow.pdf", "slow.html"):
         meta = _failed_with(home, name, "extract_timeout")

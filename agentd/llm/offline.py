@@ -26,12 +26,15 @@ ACTIONS = [
     ("ship", ("please ship", "deliver")),
     ("review", ("please review", "for your review", "approve")),
 ]
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-AMOUNT = re.compile(r"(?:[$€£]\s?\d[\d,.]*\d|\b\d[\d,.]*\d\s?(?:USD|EUR|GBP|€|\$)|\b(?:USD|EUR|GBP)\s?\d[\d,.]*)")
+# Every pattern runs in time linear in the document (it runs on the event loop): a match
+# starts only where a run of its characters starts, or its repeats are bounded.
+EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+AMOUNT = re.compile(r"(?:[$€£]\s?\d[\d,.]{0,30}\d|\b\d[\d,.]{0,30}\d\s?(?:USD|EUR|GBP|€|\$)|"
+                    r"\b(?:USD|EUR|GBP)\s?\d[\d,.]*)")
 DATE = re.compile(r"\b(?:\d{4}-\d{2}-\d{2}|\d{1,2}[./]\d{1,2}[./]\d{2,4}|"
                   r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.? \d{1,2},? \d{4})\b")
-ORG = re.compile(r"\b((?:[A-Z][\w&'-]+ ){0,3}[A-Z][\w&'-]+ (?:Inc|Ltd|LLC|GmbH|AG|SA|SARL|BV|Corp|Co|plc)\b\.?)")
-PERSON_CUES = re.compile(r"(?im)^(?:from|sender|signed|sincerely|regards|best regards|kind regards|dear)[:,]?\s*\n?\s*"
+ORG = re.compile(r"\b((?:[A-Z][\w&'-]{1,40} ){0,3}[A-Z][\w&'-]{1,40} (?:Inc|Ltd|LLC|GmbH|AG|SA|SARL|BV|Corp|Co|plc)\b\.?)")
+PERSON_CUES = re.compile(r"(?im)^(?:from|sender|signed|sincerely|regards|best regards|kind regards|dear)[:,]?\s*+"
                          r"([A-Z][a-z]+(?: [A-Z][a-z]+){1,2})")
 FROM_HEADER = re.compile(r"(?im)^from:\s*\"?([^<\n\"]+?)\"?\s*(?:<[^>]+>)?\s*$")
 
