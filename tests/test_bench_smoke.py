@@ -71,6 +71,15 @@ def test_startup_bench_sees_ready_and_health(quick: dict[str, Any]) -> None:
     assert r["ready_s"] > 0 and r["health_s"] > 0
 
 
+def test_loop_lag_bench_runs_inline_and_isolated_and_reads_the_gauge(quick: dict[str, Any]) -> None:
+    r = figures(quick, "loop_lag")
+    for run in (r["inline"], r["isolated"]):
+        assert run["archive"] + run["failed"] + run["review"] == run["files"] == r["ordinary"] + 2
+        assert run["health_polls"] > 0 and run["health_worst_ms"] >= run["health_p99_ms"] >= run["health_p50_ms"] > 0
+    assert r["inline"]["loop_lag_gauge_ms"] is None  # the baseline predates the gauge
+    assert r["isolated"]["loop_lag_gauge_ms"] >= 0 and r["isolated"]["parsers"] >= 1
+
+
 def test_the_table_has_every_measurement_and_keeps_hand_written_notes(quick: dict[str, Any], tmp_path: Path) -> None:
     # Given a benchmarks page with notes under the marker
     doc = tmp_path / "benchmarks.md"
@@ -78,10 +87,10 @@ def test_the_table_has_every_measurement_and_keeps_hand_written_notes(quick: dic
     # When the table is regenerated from the quick results
     text = run_all.render(quick, True, run_all.machine(), ("0 0 0", "0 0 0"))
     run_all.write_doc(doc, text)
-    # Then each of the six measurements has a row, the machine is named, and the notes survive
+    # Then each of the seven measurements has a row, the machine is named, and the notes survive
     written = doc.read_text()
     rows = [line for line in written.splitlines() if line.startswith("| ") and not line.startswith("| #")]
-    assert {row.split(" | ")[0].strip("| ") for row in rows} == {"1", "2", "3", "4", "5", "6"}
+    assert {row.split(" | ")[0].strip("| ") for row in rows} == {"1", "2", "3", "4", "5", "6", "7"}
     assert "failed:" not in written and " cores " in written
     assert "old table" not in written
     assert written.endswith(f"{run_all.NOTES_MARKER}\nwhat the profile showed\n")
