@@ -3,13 +3,14 @@
 `extract_isolated()` is what a run calls. Small plain-text files are decoded inline (a
 UTF-8 decode of at most INLINE_MAX_BYTES costs well under a millisecond); everything
 else (PDF, HTML, e-mail, big text) goes to a worker process of a shared pool. A worker
-is `python -m agentd.sandbox`: it limits its own address space (RLIMIT_AS, set with
-prlimit64, which the unit's SystemCallFilter allows), asks the kernel to kill it with
-its parent, and then parses one file at a time, reused across files. A worker that
-misses the deadline is SIGKILLed and replaced; one that runs out of memory reports it
-and exits. Requests and answers are length-prefixed frames on its stdin and stdout:
-JSON headers (never pickle: the parent must not trust what a parser process sends) and
-raw bytes.
+is `python -m agentd.sandbox_worker`: it limits its own address space (RLIMIT_AS, set
+with prlimit64, which the unit's SystemCallFilter allows), asks the kernel to kill it
+with its parent, lowers its priority, and then parses one file at a time, reused across
+files. A worker that misses the deadline is SIGKILLed and replaced; one that runs out of
+memory reports it and exits. Requests and answers are length-prefixed frames on its
+stdin and stdout: JSON headers (never pickle: the parent must not trust what a parser
+process sends) and raw bytes. HTML is never parsed inline, however small: 15 KB of
+unclosed tags take html.parser 2.6 s.
 """
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ import contextlib
 import json
 import os
 import signal
-import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,16 +27,15 @@ from typing import Any
 from agentd import logs
 from agentd.errors import DataError, InternalError
 from agentd.extract import TEXT_TYPES, Document, extract
+from agentd.sandbox_worker import FRAME, MAX_TEXT_BYTES
 
 log = logs.get("agentd.sandbox")
 INLINE_MAX_BYTES = 1 << 20
 MAX_WORKERS = 8
 MAX_HEADER_BYTES = 1 << 20
-MAX_TEXT_BYTES = 256 << 20
 START_TIMEOUT_S = 30.0
-NICE = 10
+SPAWN_AFTER_S = 0.05  # all workers busy this long: start one more (up to the pool's size)
 STDERR_TAIL_BYTES = 2000
-FRAME = struct.Struct(">II")  # header length, body length
 ENV_KEPT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "PYTHONPATH", "PYTHONHOME", "PYTHONFAULTHANDLER", "VIRTUAL_ENV")
 
 
@@ -71,10 +70,13 @@ class Worker:
     @classmethod
     async def start(cls, memory_mb: int) -> Worker:
         env = {k: v for k, v in os.environ.items() if k in ENV_KEPT}  # no secrets in a parser's reach
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agentd.sandbox", str(memory_mb), stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd="/",
-            limit=1 << 20, start_new_session=True)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "agentd.sandbox_worker", str(memory_mb), stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd="/",
+                limit=1 << 20, start_new_session=True)
+        except OSError as exc:  # no processes or memory left for one (TasksMax, ENOMEM)
+            raise InternalError("extract_unavailable", f"cannot start a parser process: {exc}") from None
         worker = cls(proc, memory_mb)
         try:
             async with asyncio.timeout(START_TIMEOUT_S):
@@ -101,13 +103,17 @@ class Worker:
                 stdin.write(data)
                 await stdin.drain()
                 header, body = await self._read_frame()
+            return self._answer(header, body), not header.get("exit")
         except TimeoutError:
             await self.stop()
             return DataError("extract_timeout", f"extracting the text took over AGENTD_EXTRACT_TIMEOUT_S="
                                                 f"{timeout_s:g}s; the parser was stopped"), False
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+        except (asyncio.IncompleteReadError, ConnectionError):
             return await self._died(), False
-        return self._answer(header, body), not header.get("exit")
+        except (ValueError, TypeError) as exc:  # a parser process is not trusted to speak the protocol
+            await self.stop()
+            log.warning("extract_worker_malformed", pid=self.pid, error=f"{exc.__class__.__name__}: {exc}"[:300])
+            return DataError("extract_crashed", "the parser process sent a malformed answer"), False
 
     def _answer(self, header: dict[str, Any], body: bytes) -> Document | DataError:
         if "kind" in header:
@@ -117,6 +123,7 @@ class Worker:
             return DataError("extract_memory_limit", f"extracting the text needed more than "
                                                      f"AGENTD_EXTRACT_MEMORY_MB={self.memory_mb} MB; the parser stopped")
         extra = header.get("extra") if isinstance(header.get("extra"), dict) else {}
+        extra = {str(k): v for k, v in extra.items() if k not in ("reason", "detail")}
         return DataError(str(header.get("reason", "extract_failed")), str(header.get("detail", "")), **extra)
 
     async def _died(self) -> DataError:
@@ -144,18 +151,23 @@ class Worker:
         while chunk := await stderr.read(4096):
             self.stderr_tail.append(chunk)
 
+    def _kill(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):  # it has just exited
+                self.proc.kill()
+
     def stderr_text(self) -> str:
         return b"".join(self.stderr_tail)[-STDERR_TAIL_BYTES:].decode("utf-8", "replace").strip()
 
     async def stop(self, kill: bool = True) -> str:
         """Kill the process (or, kill=False, wait for one that is going) and reap it; how it ended."""
-        if kill and self.proc.returncode is None:
-            self.proc.kill()
+        if kill:
+            self._kill()
         try:
             async with asyncio.timeout(5):
                 code = await self.proc.wait()
         except TimeoutError:
-            self.proc.kill()
+            self._kill()
             code = await self.proc.wait()
         await asyncio.gather(self._stderr_task, return_exceptions=True)
         if code < 0:
@@ -172,6 +184,7 @@ class ExtractPool:
         self._idle: list[Worker] = []
         self._busy: set[Worker] = set()
         self._slots = asyncio.Semaphore(size)
+        self._freed = asyncio.Event()
         self._warming: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started = 0
@@ -185,7 +198,7 @@ class ExtractPool:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(worker.pid, signal.SIGKILL)
         self._loop, self._idle, self._warming = loop, [], None
-        self._slots = asyncio.Semaphore(self.size)
+        self._slots, self._freed = asyncio.Semaphore(self.size), asyncio.Event()
 
     def configure(self, size: int, memory_mb: int) -> None:
         """Pool size and memory limit (a changed limit retires the idle workers as they come up)."""
@@ -210,6 +223,7 @@ class ExtractPool:
     async def _start(self) -> Worker:
         worker = await Worker.start(self.memory_mb)
         self.started += 1
+        log.debug("extract_worker_started", pid=worker.pid, workers=len(self._idle) + len(self._busy) + 1)
         if not worker.memory_limited:
             log.warning("extract_memory_unlimited", pid=worker.pid,
                         note="the parser process could not set RLIMIT_AS; only the service's MemoryMax holds")
@@ -229,6 +243,7 @@ class ExtractPool:
                 self._busy.discard(worker)
                 if reusable:
                     self._idle.append(worker)
+                    self._freed.set()
                 else:
                     await asyncio.shield(self._retire(worker))
         if isinstance(answer, DataError):
@@ -237,14 +252,27 @@ class ExtractPool:
 
     async def _acquire(self) -> Worker:
         while True:
-            if not self._idle and self._warming is not None and not self._warming.done():
-                await asyncio.shield(self._warming)  # a replacement on its way is sooner than a new one
+            if not self._idle:
+                await self._wait_for_idle()
             if not self._idle:
                 return await self._start()
             worker = self._idle.pop()
             if worker.proc.returncode is None and worker.memory_mb == self.memory_mb:
                 return worker
             await worker.stop()  # it died idle, or AGENTD_EXTRACT_MEMORY_MB changed
+
+    async def _wait_for_idle(self) -> None:
+        """A busy worker is usually free again within a millisecond; a new one costs ~60 ms of CPU."""
+        if self._warming is not None and not self._warming.done():
+            await asyncio.shield(self._warming)  # a replacement on its way is sooner than a new one
+        deadline = asyncio.get_running_loop().time() + SPAWN_AFTER_S
+        while not self._idle and self._busy:
+            self._freed.clear()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._freed.wait()
+            except TimeoutError:
+                return
 
     async def _retire(self, worker: Worker) -> None:
         await worker.stop()
@@ -265,94 +293,3 @@ class ExtractPool:
 
 
 POOL = ExtractPool()
-
-
-# -- the worker process ------------------------------------------------------------------
-def _limit_memory(memory_mb: int) -> bool:
-    import resource
-
-    limit = memory_mb << 20
-    try:
-        resource.prlimit(0, resource.RLIMIT_AS, (limit, limit))
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def _die_with_parent(parent: int) -> None:
-    """PR_SET_PDEATHSIG: a parser stuck in a loop must not outlive a SIGKILLed daemon."""
-    import ctypes
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass  # best effort: the daemon kills its workers itself, and systemd the rest
-    if os.getppid() != parent:
-        os._exit(0)
-
-
-def _yield_to_the_daemon() -> None:
-    """The out-of-memory killer should pick a parser before the daemon, and the CPU the daemon first."""
-    try:
-        with open("/proc/self/oom_score_adj", "w") as fh:
-            fh.write("1000")
-    except OSError:
-        pass  # not allowed here: RLIMIT_AS still bounds the parser
-    try:
-        os.nice(NICE)
-    except OSError:
-        pass  # the unit's SystemCallFilter (~@resources) denies it: the parser runs at the daemon's priority
-
-
-def _send(out: Any, header: dict[str, Any], body: bytes = b"") -> None:
-    head = json.dumps(header, ensure_ascii=False).encode("utf-8", "surrogatepass")
-    out.write(FRAME.pack(len(head), len(body)) + head + body)
-    out.flush()
-
-
-def _reply(name: str, data: bytes) -> tuple[dict[str, Any], bytes]:
-    try:
-        document = extract(Path(name), data)
-    except DataError as exc:
-        return {"error": "data", "reason": exc.reason, "detail": exc.detail, "extra": exc.extra}, b""
-    except RecursionError:
-        return {"error": "data", "reason": "extract_failed", "detail": "the file nests too deeply to parse"}, b""
-    body = document.text.encode("utf-8", "surrogatepass")
-    if len(body) > MAX_TEXT_BYTES:
-        return {"error": "data", "reason": "text_too_large", "detail": f"{len(body)} bytes of text"}, b""
-    return {"kind": document.kind, "meta": document.meta}, body
-
-
-def serve(memory_mb: int) -> None:
-    """The worker's loop: one request frame in, one answer frame out, until stdin closes."""
-    parent = os.getppid()
-    out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # a stray print() must never corrupt a frame
-    _die_with_parent(parent)
-    _yield_to_the_daemon()
-    limited = _limit_memory(memory_mb)
-    import logging
-    import warnings
-
-    import pypdf  # noqa: F401  (warm: the first PDF does not pay for the import)
-
-    logging.getLogger("pypdf").setLevel(logging.ERROR)
-    warnings.simplefilter("ignore")
-    _send(out, {"ready": True, "memory_limited": limited, "pid": os.getpid()})
-    stdin = sys.stdin.buffer
-    while prefix := stdin.read(FRAME.size):
-        head_len, body_len = FRAME.unpack(prefix)
-        request = json.loads(stdin.read(head_len))
-        data = stdin.read(body_len)
-        try:
-            header, body = _reply(str(request["name"]), data)
-        except MemoryError:
-            del data
-            _send(out, {"error": "memory", "exit": True})
-            return  # a fresh process is cheaper than trusting a heap that hit its limit
-        del data
-        _send(out, header, body)
-
-
-if __name__ == "__main__":
-    serve(int(sys.argv[1]))
