@@ -197,7 +197,7 @@ class ExtractPool:
         for worker in self._idle:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(worker.pid, signal.SIGKILL)
-        self._loop, self._idle, self._warming = loop, [], None
+        self._loop, self._idle, self._busy, self._warming = loop, [], set(), None
         self._slots, self._freed = asyncio.Semaphore(self.size), asyncio.Event()
 
     def configure(self, size: int, memory_mb: int) -> None:
