@@ -120,8 +120,8 @@ class Worker:
             return Document(text=body.decode("utf-8", "surrogatepass"), kind=str(header["kind"]),
                             meta=dict(header.get("meta") or {}))
         if header.get("error") == "memory":
-            return DataError("extract_memory_limit", f"extracting the text needed more than "
-                                                     f"AGENTD_EXTRACT_MEMORY_MB={self.memory_mb} MB; the parser stopped")
+            return DataError("extract_memory_limit", "extracting the text needed more than AGENTD_EXTRACT_MEMORY_MB="
+                                                     f"{self.memory_mb} MB; the parser stopped")
         extra = header.get("extra") if isinstance(header.get("extra"), dict) else {}
         extra = {str(k): v for k, v in extra.items() if k not in ("reason", "detail")}
         return DataError(str(header.get("reason", "extract_failed")), str(header.get("detail", "")), **extra)

@@ -82,7 +82,8 @@ def one_run(source: Path, sizes: dict[str, int]) -> dict[str, Any]:
 
 def run(quick: bool = False) -> dict[str, Any]:
     sizes = QUICK if quick else FULL
-    heavy = {"slow.pdf_bytes": len(slow_pdf(sizes["pdf_operators"])), "slow.html_bytes": len(slow_html(sizes["html_tags"]))}
+    heavy = {"slow.pdf_bytes": len(slow_pdf(sizes["pdf_operators"])),
+             "slow.html_bytes": len(slow_html(sizes["html_tags"]))}
     with baseline_source() as old:
         inline = one_run(old, sizes)
     isolated = one_run(ROOT, sizes)

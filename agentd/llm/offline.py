@@ -33,7 +33,8 @@ AMOUNT = re.compile(r"(?:[$€£]\s?\d[\d,.]{0,30}\d|\b\d[\d,.]{0,30}\d\s?(?:USD
                     r"\b(?:USD|EUR|GBP)\s?\d[\d,.]*)")
 DATE = re.compile(r"\b(?:\d{4}-\d{2}-\d{2}|\d{1,2}[./]\d{1,2}[./]\d{2,4}|"
                   r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\.? \d{1,2},? \d{4})\b")
-ORG = re.compile(r"\b((?:[A-Z][\w&'-]{1,40} ){0,3}[A-Z][\w&'-]{1,40} (?:Inc|Ltd|LLC|GmbH|AG|SA|SARL|BV|Corp|Co|plc)\b\.?)")
+ORG = re.compile(r"\b((?:[A-Z][\w&'-]{1,40} ){0,3}[A-Z][\w&'-]{1,40} "
+                 r"(?:Inc|Ltd|LLC|GmbH|AG|SA|SARL|BV|Corp|Co|plc)\b\.?)")
 PERSON_CUES = re.compile(r"(?im)^(?:from|sender|signed|sincerely|regards|best regards|kind regards|dear)[:,]?\s*+"
                          r"([A-Z][a-z]+(?: [A-Z][a-z]+){1,2})")
 FROM_HEADER = re.compile(r"(?im)^from:\s*\"?([^<\n\"]+?)\"?\s*(?:<[^>]+>)?\s*$")
