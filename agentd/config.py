@@ -83,6 +83,8 @@ class Config:
     watch_mode: str = "inotify"
     drain_timeout_s: float = 30.0
     step_timeout_s: float = 300.0
+    extract_timeout_s: float = 60.0
+    extract_memory_mb: int = 512
     fsync: bool = True
     log_format: str = "auto"
     log_level: str = "info"
@@ -331,6 +333,8 @@ VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENTD_WATCH_MODE": ("watch_mode", _choice("inotify", "poll")),
     "AGENTD_DRAIN_TIMEOUT_S": ("drain_timeout_s", _float(0, 3600)),
     "AGENTD_STEP_TIMEOUT_S": ("step_timeout_s", _float(0.01, 86400)),
+    "AGENTD_EXTRACT_TIMEOUT_S": ("extract_timeout_s", _float(0.05, 86400)),
+    "AGENTD_EXTRACT_MEMORY_MB": ("extract_memory_mb", _int(128, 1 << 20)),
     "AGENTD_FSYNC": ("fsync", _bool),
     "AGENTD_LOG_FORMAT": ("log_format", _choice("auto", "json", "console")),
     "AGENTD_LOG_LEVEL": ("log_level", _choice("debug", "info", "warning", "error")),

@@ -25,6 +25,8 @@ from agentd.spool.counts import count_entries
 from agentd.spool.layout import INCOMING
 from agentd.spool.store import Claim
 from agentd.supervisor import Supervisor
+from agentd.server.looplag import LoopLag
+from agentd.run.isolated import POOL as EXTRACT_POOL
 
 log = logs.get("agentd")
 TICK_S = 0.25
@@ -80,6 +82,7 @@ class Daemon(HealthView):
         self._writable = True
         self._incoming_counted_at = 0.0
         self._counting: asyncio.Future[int] | None = None
+        self.loop_lag = LoopLag()
 
     # -- the table of contents ------------------------------------------------------------
     async def serve(self) -> int:
@@ -103,6 +106,8 @@ class Daemon(HealthView):
         self.watcher = Watcher(c, s.deferrals, on_counted=s.counts.set_incoming)
         self.probe = Probe(c.state_dir, s.sync)
         self.queue: asyncio.Queue[Candidate | Claim] = asyncio.Queue(maxsize=c.concurrency)
+        EXTRACT_POOL.configure(c.concurrency, c.extract_memory_mb)
+        EXTRACT_POOL.warm()
         self._install_signals()
         crashed = (c.state_dir / RUNNING_FILE).exists()
         recovered = s.store.recover(clean_shutdown=not crashed)
@@ -124,6 +129,7 @@ class Daemon(HealthView):
         if not self.burst:
             self.supervisor.spawn("watcher", lambda: self.watcher.run(self._enqueue_candidate))
             self.supervisor.spawn("probe", self._probe_loop, forever=self.config.probe_interval_s > 0)
+            self.supervisor.spawn("loop-lag", self.loop_lag.run)
         log.info("started", version=__version__, home=str(c.home), provider=c.llm_provider, model=c.llm_model,
                  concurrency=c.concurrency, recovered=len(recovered), incoming=str(c.incoming), health=self.health_url)
         self.notifier.notify(f"READY=1\nSTATUS={self.status_line()}\nMAINPID={os.getpid()}")
@@ -370,7 +376,7 @@ class Daemon(HealthView):
         s = self.services
         self.notifier.notify("STOPPING=1")
         log.info("stopping", in_flight=self.in_flight, drain_timeout_s=self.config.drain_timeout_s)
-        await self.supervisor.stop("watcher", "probe")
+        await self.supervisor.stop("watcher", "probe", "loop-lag")
         deadline = time.monotonic() + self.config.drain_timeout_s
         while self.in_flight > self.paused and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -381,6 +387,7 @@ class Daemon(HealthView):
         if not self.burst:
             await self.http.stop()
         await s.gateway.close()
+        await EXTRACT_POOL.close()
         s.budget.save()
         s.audit.append("shutdown", processed=self.processed, unfinished=left)
         s.audit.flush_now()
@@ -398,6 +405,7 @@ class Daemon(HealthView):
         s.metering.update_latency_quantiles()
         s.metrics.spend_today.set(float(s.budget.spent_today))
         s.metrics.budget_used.set(s.budget.used_ratio())
+        s.metrics.loop_lag.set(self.loop_lag.max_s())
         self.counts()
         s.metrics.set_review(review_stats(self.config.home, self.config.review_sla_s, time.time()))
         s.metrics.audit_seq.set(s.audit.last.seq)

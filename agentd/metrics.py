@@ -46,6 +46,8 @@ class Metrics:
         self.otlp_spans = Counter("agentd_trace_spans_sent_total", "Spans the collector acknowledged", registry=r)
         self.otlp_dropped = Counter("agentd_trace_spans_dropped_total", "Spans the collector refused for good "
                                     "(HTTP 400 or partial success)", registry=r)
+        self.loop_lag = Gauge("agentd_event_loop_lag_seconds",
+                              "Worst event-loop lag (a wake-up that ran late) over the last minute", registry=r)
         self.probe_ok = Gauge("agentd_probe_ok", "1 if the last synthetic probe succeeded", registry=r)
         self.review_depth = Gauge("agentd_review_queue_depth", "Items waiting in review/", registry=r)
         self.review_oldest = Gauge("agentd_review_oldest_age_seconds", "Age of the oldest item in review/",

@@ -200,8 +200,9 @@ class Agentd:
     Always use it as a context manager: the process is killed and the socket closed on exit.
     """
 
-    def __init__(self, home: Path, notify: bool = False, **env: Any):
+    def __init__(self, home: Path, notify: bool = False, source: Path = ROOT, **env: Any):
         self.home = home
+        self.source = source  # the checkout whose agentd runs (python -m from its folder)
         self.env = base_env(home, **{**DAEMON_DEFAULTS, **{k: str(v) for k, v in env.items()}})
         self.log_path = home.parent / "agentd.log"
         self.proc: subprocess.Popen | None = None
@@ -236,7 +237,7 @@ class Agentd:
         with open(self.log_path, "ab") as log:
             self.exec_wall = time.time()
             self.exec_at = time.monotonic()
-            self.proc = subprocess.Popen([PYTHON, "-m", "agentd", "run"], env=self.env, cwd=ROOT,
+            self.proc = subprocess.Popen([PYTHON, "-m", "agentd", "run"], env=self.env, cwd=self.source,
                                          stdout=log, stderr=subprocess.STDOUT)
         return self
 

@@ -1,5 +1,4 @@
-"""`make bench`: runs the six measurements of issue 6 and the offline triage's cost per page (issue 15),
-writes docs/benchmarks.md (and prints it).
+"""`make bench`: runs the measurements of issues 6, 11, 13 and 15 and writes docs/benchmarks.md (and prints it).
 
     .venv/bin/python bench/run_all.py            # full sizes, about 6 minutes on 2 cores
     .venv/bin/python bench/run_all.py --quick    # tiny sizes, prints only (unless --out)
@@ -24,7 +23,7 @@ from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import backlog, concurrency, idle, latency, offline_triage, startup, throughput, traces
+from bench import backlog, concurrency, idle, latency, loop_lag, offline_triage, startup, throughput, traces
 from bench.common import ROOT, exit_on_sigterm
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -52,6 +51,7 @@ BENCHES: dict[str, Callable[[bool], Any]] = {
     "startup": startup.run,
     "offline_triage": offline_triage.run,
     "traces": traces.run,
+    "loop_lag": loop_lag.run,
 }
 
 
@@ -158,9 +158,24 @@ def rows_traces(r: dict[str, Any]) -> list[list[str]]:
               f"{on['all_spans_in_s_after_last_file']} s after the last file"), "", INFO]]
 
 
+
+def rows_loop_lag(r: dict[str, Any]) -> list[list[str]]:
+    head = (f"event-loop lag, a {r['slow.pdf_bytes'] / 1e6:.1f} MB PDF of text operators + "
+            f"{r['slow.html_bytes'] / 1e3:.0f} KB of unclosed HTML + {r['ordinary']} ordinary files")
+    old, new = r["inline"], r["isolated"]
+    return [["9", f"{head}: extraction on the loop (agentd {r['baseline_commit']})",
+             f"worst /health {old['health_worst_ms']:,} ms (p99 {old['health_p99_ms']} ms), all done in "
+             f"{old['elapsed_s']} s", "", INFO],
+            ["9", f"{head}: parser processes",
+             (f"worst loop lag **{new['loop_lag_gauge_ms']} ms** (agentd_event_loop_lag_seconds); worst /health "
+              f"{new['health_worst_ms']} ms (p99 {new['health_p99_ms']} ms); done in {new['elapsed_s']} s; "
+              f"{new['parsers']} parsers, {new['parser_rss_mib']} MiB RSS"),
+             f"<= {r['target_ms']:g} ms", verdict(r["holds"])]]
+
+
 ROWS = {"throughput": rows_throughput, "latency": rows_latency, "concurrency": rows_concurrency,
         "backlog": rows_backlog, "idle": rows_idle, "startup": rows_startup,
-        "offline_triage": rows_offline_triage, "traces": rows_traces}
+        "offline_triage": rows_offline_triage, "traces": rows_traces, "loop_lag": rows_loop_lag}
 NUMBER = {name: str(i) for i, name in enumerate(BENCHES, start=1)}
 
 

@@ -170,3 +170,49 @@ class AgentdProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout=timeout)
+
+
+class HealthPoller:
+    """A thread that GETs /health every `interval_s` and keeps the worst answer time (and any failure)."""
+
+    def __init__(self, url: str, interval_s: float = 0.01, timeout_s: float = 10.0):
+        import threading
+
+        self.url = url
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self.latencies_s: list[float] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="health-poller", daemon=True)
+
+    def __enter__(self) -> "HealthPoller":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.timeout_s + 5)
+
+    @property
+    def worst_s(self) -> float:
+        return max(self.latencies_s, default=float("nan"))
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            began = time.monotonic()
+            try:
+                with urllib.request.urlopen(self.url, timeout=self.timeout_s) as response:
+                    response.read()
+            except (urllib.error.URLError, ConnectionError, OSError) as exc:
+                self.failures.append(f"{exc.__class__.__name__}: {exc}")
+            self.latencies_s.append(time.monotonic() - began)
+            self._stop.wait(self.interval_s)
+
+
+def metric(text: str, name: str) -> float:
+    """One unlabelled sample of a Prometheus text page."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no metric {name} in /metrics")

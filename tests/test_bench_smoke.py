@@ -78,6 +78,15 @@ def test_traces_bench_exports_every_span_once_with_the_exporter_on(quick: dict[s
     assert r["exporter_off"]["files_per_s"] > 0 and on["files_per_s"] > 0 and r["ratio"] > 0
 
 
+def test_loop_lag_bench_runs_inline_and_isolated_and_reads_the_gauge(quick: dict[str, Any]) -> None:
+    r = figures(quick, "loop_lag")
+    for run in (r["inline"], r["isolated"]):
+        assert run["archive"] + run["failed"] + run["review"] == run["files"] == r["ordinary"] + 2
+        assert run["health_polls"] > 0 and run["health_worst_ms"] >= run["health_p99_ms"] >= run["health_p50_ms"] > 0
+    assert r["inline"]["loop_lag_gauge_ms"] is None  # the baseline predates the gauge
+    assert r["isolated"]["loop_lag_gauge_ms"] >= 0 and r["isolated"]["parsers"] >= 1
+
+
 def test_the_table_has_every_measurement_and_keeps_hand_written_notes(quick: dict[str, Any], tmp_path: Path) -> None:
     # Given a benchmarks page with notes under the marker
     doc = tmp_path / "benchmarks.md"
@@ -88,7 +97,7 @@ def test_the_table_has_every_measurement_and_keeps_hand_written_notes(quick: dic
     # Then each of the seven measurements has a row, the machine is named, and the notes survive
     written = doc.read_text()
     rows = [line for line in written.splitlines() if line.startswith("| ") and not line.startswith("| #")]
-    assert {row.split(" | ")[0].strip("| ") for row in rows} == {"1", "2", "3", "4", "5", "6", "7"}
+    assert {row.split(" | ")[0].strip("| ") for row in rows} == {str(n) for n in range(1, 10)}
     assert "failed:" not in written and " cores " in written
     assert "old table" not in written
     assert written.endswith(f"{run_all.NOTES_MARKER}\nwhat the profile showed\n")

@@ -25,6 +25,7 @@ def test_defaults_run_offline_with_no_file_and_no_key(tmp_path: Path) -> None:
     assert config.max_cost_per_run == Decimal("0.50")
     assert config.daily_budget_usd == 0
     assert config.health_port == 8080 and config.health_host == "127.0.0.1"
+    assert config.extract_timeout_s == 60 and config.extract_memory_mb == 512
 
 
 def test_the_real_environment_wins_over_the_env_file(tmp_path: Path) -> None:
@@ -43,6 +44,9 @@ def test_the_real_environment_wins_over_the_env_file(tmp_path: Path) -> None:
     ("MAX_COST_PER_RUN", "-1", "USD"),
     ("ALLOWED_SERVICES", "ocr,shell", "unknown service"),
     ("AGENTD_DEDUPE", "maybe", "1 or 0"),
+    ("AGENTD_EXTRACT_TIMEOUT_S", "0", "number from 0.05"),
+    ("AGENTD_EXTRACT_TIMEOUT_S", "soon", "number"),
+    ("AGENTD_EXTRACT_MEMORY_MB", "64", "whole number from 128"),
 ])
 def test_a_bad_value_names_the_variable(tmp_path: Path, variable: str, value: str, words: str) -> None:
     with pytest.raises(ConfigError) as caught:

@@ -127,7 +127,7 @@ def _skipped(path: Path) -> bool:
 
 
 def budget_view(config: Config, total_usd: Decimal) -> dict[str, Any]:
-    """Today's spend as agentd.costs keeps it, and whether `total_usd` fits what is left."""
+    """Today's spend as agentd.guards.budget keeps it, and whether `total_usd` fits what is left."""
     budget = Budget(config.max_cost_per_run, config.daily_budget_usd, config.state_dir)
     budget.load(config.logs_dir if config.logs_dir.is_dir() else None)
     if config.daily_budget_usd <= 0:

@@ -137,7 +137,7 @@ def _email(data: bytes) -> Document:
 
 def _pdf(data: bytes) -> Document:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import PyPdfError
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -146,7 +146,7 @@ def _pdf(data: bytes) -> Document:
         pages = [page.extract_text() or "" for page in reader.pages]
     except DataError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
         raise DataError("unreadable_pdf", f"{exc.__class__.__name__}: {str(exc)[:200]}") from None
     text = "\n\n".join(p.strip() for p in pages if p.strip())
     meta = {"pages": len(pages)}

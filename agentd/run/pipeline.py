@@ -24,6 +24,7 @@ from agentd.config import Config
 from agentd.errors import AgentdError, DataError, InternalError, NeedsReview, Paused
 from agentd.guards.base import Guards
 from agentd.run.context import Run, RunCore, step_name
+from agentd.run.isolated import extract_isolated
 from agentd.run.outcome import Decision, crash_loop, decide
 from agentd.spool.dedupe import DedupeIndex
 from agentd.spool.journal import MISSING, Journal
@@ -32,7 +33,7 @@ from agentd.spool.store import Claim, Store
 from agentd.traces.ids import hex_span_id, step_span_id
 from agentd.workflows import Workflow
 
-log = logs.get("agentd.pipeline")
+log = logs.get("agentd.run.pipeline")
 HASH_IN_THREAD_BYTES = 1 << 20
 MAX_STRIKES_FREE = 1  # a run that paid nothing yet: one more go in incoming/, then failed
 MAX_STRIKES_PAID = 5  # a run that already paid waits in place longer before it gives up
@@ -83,7 +84,7 @@ class Pipeline:
         claim.journal = journal
         core = RunCore(cid=claim.cid, workflow=claim.workflow, config=self.config, claim=claim, journal=journal,
                        ask_model=self.gateway.structured, tools=self.tools, audit=self.audit,
-                       extract_text=self.extract_text)
+                       extract_text=self.extract_text or self._extract)
         core.models_used = _models_in(journal)
         decision: Decision | None = None
         keep_journal = False
@@ -140,6 +141,10 @@ class Pipeline:
             self.store.deferrals.hold_all(decision.not_before, "rate_limited")
         await self.store.unclaim(claim, decision.reason or "paused", decision.not_before, strikes=strikes)
         log.info("run_waiting", reason=decision.reason, file=display_name(claim.original_name))
+
+    async def _extract(self, name: Path, data: bytes) -> Any:
+        """The file's text, parsed in a parser process with AGENTD_EXTRACT_TIMEOUT_S and a memory limit."""
+        return await extract_isolated(str(name), data, self.config.extract_timeout_s, self.config.extract_memory_mb)
 
     def _count(self, workflow: str, outcome: Outcome, started: float) -> None:
         self.on_progress()

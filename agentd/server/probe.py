@@ -12,9 +12,10 @@ from typing import Any
 import jsonschema
 
 from agentd.durable import GroupSync, write_json
-from agentd.run.extract import extract
+from agentd.errors import AgentdError
 from agentd.llm.base import LLMRequest
 from agentd.llm.offline import OfflineProvider
+from agentd.run.isolated import extract_isolated
 from agentd.workflows.triage import SYSTEM, TRIAGE, TRIAGE_SCHEMA
 
 CANARY = (b"From: Probe Sender <probe@example.invalid>\nSubject: Invoice 0000\n\n"
@@ -46,14 +47,14 @@ class Probe:
             async with asyncio.timeout(PROBE_TIMEOUT_S):
                 await self._once()
             result = ProbeResult(True, time.time(), round((time.monotonic() - started) * 1000, 1))
-        except (OSError, ValueError, TimeoutError, jsonschema.ValidationError) as exc:
+        except (OSError, ValueError, TimeoutError, jsonschema.ValidationError, AgentdError) as exc:
             result = ProbeResult(False, time.time(), round((time.monotonic() - started) * 1000, 1),
                                  f"{exc.__class__.__name__}: {exc}"[:300])
         self.last = result
         return result
 
     async def _once(self) -> None:
-        document = extract(Path("canary.eml"), CANARY)
+        document = await extract_isolated("canary.eml", CANARY, PROBE_TIMEOUT_S)  # the parser processes too
         request = LLMRequest(task="triage", system=SYSTEM, document=document.text, schema=TRIAGE_SCHEMA)
         answer = await self.provider.complete(request, "offline-rules", PROBE_TIMEOUT_S)
         jsonschema.validate(answer.parsed, TRIAGE_SCHEMA)

@@ -52,6 +52,22 @@ def needs() -> None:
     check("ctypes: a callback runs under MemoryDenyWriteExecute", callback() == 7)
     check("asyncio: subprocess (tesseract)", asyncio.run(run_tool()) == 0, shutil.which("tesseract"))
     check("watchdog: inotify sees a new file", inotify_works())
+    check("extraction: a parser process with a memory limit and a lower priority", *asyncio.run(parser_works()))
+
+
+async def parser_works() -> tuple[bool, str]:
+    from agentd.run.isolated import ExtractPool
+
+    pool = ExtractPool(size=1, memory_mb=256)
+    try:
+        document = await pool.extract("check.html", b"<p>parsed in a worker</p>", 30)
+        pids = pool.pids()
+        nice = int(Path(f"/proc/{pids['idle'][0]}/stat").read_text().rsplit(")", 1)[1].split()[16])
+        limits = Path(f"/proc/{pids['idle'][0]}/limits").read_text()
+    finally:
+        await pool.close()
+    limited = any(line.startswith("Max address space") and str(256 << 20) in line for line in limits.splitlines())
+    return document.text == "parsed in a worker" and limited and nice > 0, f"nice {nice}, RLIMIT_AS set: {limited}"
 
 
 async def run_tool() -> int | None:
@@ -94,6 +110,11 @@ def forbidden() -> None:
         check("writable+executable memory is refused", False)
     except PermissionError:
         check("writable+executable memory is refused", True)
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, -5)
+        check("raising the CPU priority is refused", False)
+    except PermissionError:
+        check("raising the CPU priority is refused", True)
     pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
     check("other processes are invisible in /proc", 1 not in pids and os.getpid() in pids)
     check("the config file is unreadable", not os.access("/etc/agentd/agentd.env", os.R_OK))
