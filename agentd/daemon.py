@@ -7,7 +7,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import sdnotify
 
@@ -32,6 +32,7 @@ log = logs.get("agentd")
 TICK_S = 0.25
 STATUS_EVERY_S = 2.0
 COUNT_INCOMING_S = 1.0
+REVIEW_STATS_S = 2.0
 RETRY_STALLED_S = 5.0
 LOCK_FILE = "agentd.lock"
 RUNNING_FILE = "running"  # present while a daemon runs: found at start-up, the last one crashed
@@ -80,8 +81,8 @@ class Daemon(HealthView):
         self._last_problems: list[str] = []
         self._write_checked_at = 0.0
         self._writable = True
-        self._incoming_counted_at = 0.0
-        self._counting: asyncio.Future[int] | None = None
+        self._counted_at: dict[str, float] = {}
+        self._counting: dict[str, asyncio.Future[Any]] = {}
         self.loop_lag = LoopLag()
 
     # -- the table of contents ------------------------------------------------------------
@@ -296,22 +297,33 @@ class Daemon(HealthView):
             self.reload_requested = False
             self.reload()
         self._recount_incoming()
+        self._recount_review()
 
     def _recount_incoming(self) -> None:
         """incoming/ is filled by others: count it in a thread every second (the store counts the rest)."""
+        self._every("incoming", COUNT_INCOMING_S, self.services.counts.set_incoming,
+                    count_entries, self.config.incoming, INCOMING)
+
+    def _recount_review(self) -> None:
+        """The review gauges read every sidecar in review/: in a thread, every few seconds, never on a scrape."""
+        c = self.config
+        self._every("review", REVIEW_STATS_S, self.services.metrics.set_review,
+                    review_stats, c.home, c.review_sla_s, time.time())
+
+    def _every(self, name: str, every_s: float, use: Callable[[Any], None], fn: Callable[..., Any], *args: Any) -> None:
+        """Run `fn(*args)` in a thread at most every `every_s`, one at a time, and hand its result to `use`."""
         now = time.monotonic()
-        if now - self._incoming_counted_at < COUNT_INCOMING_S or self._counting is not None:
+        if now - self._counted_at.get(name, 0.0) < every_s or name in self._counting:
             return
-        self._incoming_counted_at = now
-        counts = self.services.counts
+        self._counted_at[name] = now
 
-        def done(task: "asyncio.Future[int]") -> None:
-            self._counting = None
+        def done(task: "asyncio.Future[Any]") -> None:
+            self._counting.pop(name, None)
             if not task.cancelled() and task.exception() is None:
-                counts.set_incoming(task.result())
+                use(task.result())
 
-        self._counting = asyncio.ensure_future(asyncio.to_thread(count_entries, self.config.incoming, INCOMING))
-        self._counting.add_done_callback(done)
+        task = self._counting[name] = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+        task.add_done_callback(done)
 
     def _retry_stalled(self) -> None:
         """After an I/O error (a full disk): check the audit log again, then retry the runs."""
@@ -407,7 +419,6 @@ class Daemon(HealthView):
         s.metrics.budget_used.set(s.budget.used_ratio())
         s.metrics.loop_lag.set(self.loop_lag.max_s())
         self.counts()
-        s.metrics.set_review(review_stats(self.config.home, self.config.review_sla_s, time.time()))
         s.metrics.audit_seq.set(s.audit.last.seq)
         if self.traces is not None:
             s.metrics.otlp_lag.set(self.traces.lag(s.audit.last.seq))
