@@ -108,6 +108,7 @@ class Daemon(HealthView):
         self.probe = Probe(c.state_dir, s.sync)
         self.queue: asyncio.Queue[Candidate | Claim] = asyncio.Queue(maxsize=c.concurrency)
         EXTRACT_POOL.configure(c.concurrency, c.extract_memory_mb)
+        EXTRACT_POOL.open()
         EXTRACT_POOL.warm()
         self._install_signals()
         crashed = (c.state_dir / RUNNING_FILE).exists()

@@ -188,6 +188,7 @@ class ExtractPool:
         self._warming: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started = 0
+        self.users = 0  # daemons of this process using the pool (the eval commands run several at once)
 
     def _follow_loop(self) -> None:
         """Workers belong to the loop that started them: a new loop (a test's, a CLI command's) starts afresh."""
@@ -197,7 +198,7 @@ class ExtractPool:
         for worker in self._idle:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(worker.pid, signal.SIGKILL)
-        self._loop, self._idle, self._busy, self._warming = loop, [], set(), None
+        self._loop, self._idle, self._busy, self._warming, self.users = loop, [], set(), None, 0
         self._slots, self._freed = asyncio.Semaphore(self.size), asyncio.Event()
 
     def configure(self, size: int, memory_mb: int) -> None:
@@ -205,6 +206,11 @@ class ExtractPool:
         self.size = max(1, min(size, MAX_WORKERS))
         self.memory_mb = memory_mb
         self._slots = asyncio.Semaphore(self.size)  # runs holding the old one finish with it
+
+    def open(self) -> None:
+        """A daemon starts using the pool; `close` stops the workers only when the last one is done."""
+        self._follow_loop()
+        self.users += 1
 
     def warm(self) -> None:
         """Start one worker in the background, so the first file does not wait for it."""
@@ -284,7 +290,11 @@ class ExtractPool:
         return {"busy": sorted(w.pid for w in self._busy), "idle": sorted(w.pid for w in self._idle)}
 
     async def close(self) -> None:
-        """Stop every idle worker (at shutdown); busy ones are killed by their runs' cancellation."""
+        """Stop every idle worker when the last daemon using the pool shuts down; busy ones are killed by
+        their runs' cancellation."""
+        self.users = max(0, self.users - 1)
+        if self.users:
+            return
         if self._warming is not None:
             self._warming.cancel()
             await asyncio.gather(self._warming, return_exceptions=True)
