@@ -4,7 +4,7 @@ tests/systemd/seccomp_filter.py loads the filter deploy/agentd.service describes
 (SystemCallFilter=, MemoryDenyWriteExecute=, NoNewPrivileges=) and execs a payload that
 runs agentd.run.isolated's pool: the memory limit (prlimit64) and the lower priority
 (setpriority) must hold there, the deadline and the limit must stop hostile PDFs, and a
-fresh parser must take the next file. The full unit runs in tests/test_systemd_e2e.py.
+fresh parser must take the next file. The full unit runs in tests/e2e/test_systemd_e2e.py.
 """
 from __future__ import annotations
 

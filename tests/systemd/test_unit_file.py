@@ -1,5 +1,5 @@
 """deploy/: what the unit, the tmpfiles entry and the installer promise, checked on the
-files themselves (no root, no systemd). The real-systemd run is tests/test_systemd_e2e.py."""
+files themselves (no root, no systemd). The real-systemd run is tests/e2e/test_systemd_e2e.py."""
 from __future__ import annotations
 
 import dataclasses

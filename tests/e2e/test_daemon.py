@@ -34,7 +34,7 @@ def test_a_dropped_text_file_is_archived_with_its_sidecar(home: Path, daemon: Ca
 
 
 def test_files_in_a_workflow_folder_run_that_workflow(home: Path, daemon: Callable[..., AgentdProcess]) -> None:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     daemon(AGENTD_WORKFLOWS=str(root / "examples" / "invoices.py"))
     folder = home / "incoming" / "invoices"
     folder.mkdir(exist_ok=True)
@@ -111,7 +111,7 @@ def test_files_dropped_while_stopped_are_found_by_the_startup_scan(
 
 
 def test_sigterm_drains_in_flight_work_and_exits_0(home: Path, daemon: Callable[..., AgentdProcess]) -> None:
-    fixture = str(Path(__file__).with_name("workflows_fixture.py"))
+    fixture = str(Path(__file__).parent.parent / "workflows_fixture.py")
     agent = daemon(AGENTD_WORKFLOWS=fixture, TEST_SLOW_STEP_S="2", AGENTD_DRAIN_TIMEOUT_S="20")
     (home / "incoming" / "slow").mkdir()
     (home / "incoming" / "slow" / "s.txt").write_text("slow one")
@@ -125,7 +125,7 @@ def test_sigterm_drains_in_flight_work_and_exits_0(home: Path, daemon: Callable[
 
 def test_work_past_the_drain_deadline_resumes_at_the_next_start(
         home: Path, daemon: Callable[..., AgentdProcess]) -> None:
-    fixture = str(Path(__file__).with_name("workflows_fixture.py"))
+    fixture = str(Path(__file__).parent.parent / "workflows_fixture.py")
     agent = daemon(AGENTD_WORKFLOWS=fixture, TEST_SLOW_STEP_S="3", AGENTD_DRAIN_TIMEOUT_S="0.2")
     (home / "incoming" / "slow").mkdir()
     (home / "incoming" / "slow" / "s.txt").write_text("slow one")
@@ -139,7 +139,7 @@ def test_work_past_the_drain_deadline_resumes_at_the_next_start(
 
 
 def test_a_crashing_step_fails_the_file_not_the_daemon(home: Path, daemon: Callable[..., AgentdProcess]) -> None:
-    fixture = str(Path(__file__).with_name("workflows_fixture.py"))
+    fixture = str(Path(__file__).parent.parent / "workflows_fixture.py")
     agent = daemon(AGENTD_WORKFLOWS=fixture)
     (home / "incoming" / "broken").mkdir()
     (home / "incoming" / "broken" / "b.txt").write_text("boom")
