@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any, Callable, Mapping
 
 from dotenv import dotenv_values
 
+from agentd.audit.redact import mask_urls
 from agentd.llm import prices
 from agentd.spool import layout
 
@@ -47,6 +49,33 @@ def crash_point(config: "Config", point: str) -> None:
 def is_secret_name(name: str) -> bool:
     upper = name.upper()
     return any(marker in upper for marker in SECRET_MARKERS) or upper in SECRET_VARIABLES
+
+
+_BOOLEANS = frozenset({"true", "false", "yes", "no", "on", "off"})
+_SMALL_NUMBER = re.compile(r"[+-]?(?=[\d.]*\d)\d*(?:\.\d*)?")
+_DURATION = re.compile(r"(?i)\d+(?:\.\d+)?\s*(?:ms|s|sec|m|min|h|d)")
+
+
+def looks_like_secret(value: str) -> bool:
+    """A secret variable's value is a secret unless it is a small number (6 digits or fewer,
+    such as LLM_MAX_OUTPUT_TOKENS=2048 or 0.50), a boolean, a duration (30s, 5m), or under 4 characters."""
+    text = value.strip()
+    if len(text) < 4 or text.lower() in _BOOLEANS or _DURATION.fullmatch(text):
+        return False
+    if _SMALL_NUMBER.fullmatch(text):
+        return sum(c.isdigit() for c in text) > 6
+    return True
+
+
+def secret_values(name: str, value: str) -> list[str]:
+    """The secrets a variable holds: its value, and each token of a `name:token,...` list."""
+    if not is_secret_name(name) or not value:
+        return []
+    parts = [value.strip()]
+    if "," in value or ":" in value:
+        items = [item.strip() for item in value.split(",")]
+        parts += items + [item.partition(":")[2].strip() for item in items if ":" in item]
+    return [part for part in parts if looks_like_secret(part)]
 
 
 @dataclass(frozen=True)
@@ -91,6 +120,8 @@ class Config:
     review_confidence: float = 0.5
     redact_pii: bool = False
     audit_max_bytes: int = 64 * 1024 * 1024
+    audit_keep_days: int = 0
+    audit_hmac_key: str = field(default="", repr=False)
     probe_interval_s: float = 300.0
     webhook_url: str = ""
     db_path: str = ""
@@ -341,6 +372,8 @@ VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENTD_REVIEW_CONFIDENCE": ("review_confidence", _float(0, 1)),
     "AGENTD_REDACT_PII": ("redact_pii", _bool),
     "AGENTD_AUDIT_MAX_BYTES": ("audit_max_bytes", _int(4096, 1 << 40)),
+    "AGENTD_AUDIT_KEEP_DAYS": ("audit_keep_days", _int(0, 36500)),
+    "AUDIT_HMAC_KEY": ("audit_hmac_key", _text),
     "AGENTD_PROBE_INTERVAL_S": ("probe_interval_s", _float(0, 86400)),
     "NOTIFY_WEBHOOK_URL": ("webhook_url", _url),
     "DB_QUERY_PATH": ("db_path", _text),
@@ -398,7 +431,7 @@ def load(env_file: str | os.PathLike[str] | None = None,
         try:
             kwargs[attr] = parse(raw)
         except ValueError as exc:
-            shown = "" if is_secret_name(name) else f", got {raw.strip()[:60]!r}"
+            shown = "" if is_secret_name(name) else f", got {mask_urls(raw.strip())[:60]!r}"
             raise ConfigError(name, f"{exc}{shown}") from None
 
     provider = kwargs.get("llm_provider", "offline")
@@ -408,10 +441,10 @@ def load(env_file: str | os.PathLike[str] | None = None,
         kwargs["llm_model"] = kwargs.get("llm_model") or model
     kwargs.setdefault("llm_model", model)
     kwargs["home"] = Path(os.path.abspath(kwargs["home"]))
-    secret_values = {v.strip() for k, v in values.items() if is_secret_name(k) and v}
-    secret_values |= {token for attr in ("reviewer_tokens", "viewer_tokens") for _, token in kwargs.get(attr, ())}
-    secret_values |= {value for _, value in kwargs.get("otel_headers", ())}  # each header's value alone too
-    secrets = tuple(sorted({v for v in secret_values if len(v) >= 4}, key=len, reverse=True))
+    found = {s for k, v in values.items() for s in secret_values(k, v)}
+    found |= {token for attr in ("reviewer_tokens", "viewer_tokens") for _, token in kwargs.get(attr, ())}
+    found |= {value for _, value in kwargs.get("otel_headers", ())}  # each header's value alone too
+    secrets = tuple(sorted({v for v in found if looks_like_secret(v)}, key=len, reverse=True))
     kwargs["secrets"] = secrets
     kwargs["source"] = {k: v for k, v in values.items() if k in VARIABLES}
     config = Config(**kwargs)

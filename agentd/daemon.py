@@ -104,6 +104,8 @@ class Daemon(HealthView):
         s.guards.extra_gates.append(self._deferral_gate)
         if s.audit.repaired:
             log.warning("audit_repaired", **s.audit.repaired)
+        for problem in s.audit.suspect:  # kept as found, and audited: `agentd audit verify` fails
+            log.error("audit_tamper_suspected", problem=problem)
         self.watcher = Watcher(c, s.deferrals, on_counted=s.counts.set_incoming)
         self.probe = Probe(c.state_dir, s.sync)
         self.queue: asyncio.Queue[Candidate | Claim] = asyncio.Queue(maxsize=c.concurrency)

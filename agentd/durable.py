@@ -6,7 +6,7 @@ import itertools
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 
 _counter = itertools.count()
@@ -48,6 +48,16 @@ class GroupSync:
         self._runner: asyncio.Task[None] | None = None
         self.rounds = 0
         self.fsyncs = 0
+        self._hooks: list[tuple[str, Callable[[], Any], Callable[[Any], None]]] = []
+
+    def after_sync(self, path: str | os.PathLike[str], prepare: Callable[[], Any],
+                   commit: Callable[[Any], None]) -> None:
+        """After each round that fsynced `path`: commit(prepare()) in the round's thread.
+
+        prepare() runs on the loop just before the round's fsyncs start (what it captures
+        is on disk when commit runs); commit must not raise.
+        """
+        self._hooks.append((os.fspath(path), prepare, commit))
 
     async def sync(self, paths: Iterable[str | os.PathLike[str]]) -> None:
         if not self.enabled:
@@ -66,7 +76,8 @@ class GroupSync:
         while self._pending:
             batch, self._pending = self._pending, []
             paths = sorted(set().union(*(p for p, _ in batch)))
-            errors = await asyncio.to_thread(self._fsync_all, paths)
+            hooks = [(path, commit, prepare()) for path, prepare, commit in self._hooks if path in paths]
+            errors = await asyncio.to_thread(self._fsync_all, paths, hooks)
             self.rounds += 1
             self.fsyncs += len(paths)
             for wanted, future in batch:
@@ -79,7 +90,7 @@ class GroupSync:
                     future.set_result(None)
 
     @staticmethod
-    def _fsync_all(paths: list[str]) -> dict[str, OSError]:
+    def _fsync_all(paths: list[str], hooks: Iterable[tuple[str, Callable[[Any], None], Any]] = ()) -> dict[str, OSError]:
         errors: dict[str, OSError] = {}
         for path in paths:
             try:
@@ -88,4 +99,7 @@ class GroupSync:
                 continue  # renamed or removed since: its new place is synced by its mover
             except OSError as exc:
                 errors[path] = exc
+        for path, commit, token in hooks:
+            if path not in errors:
+                commit(token)
         return errors

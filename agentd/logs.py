@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from agentd.redact import Redactor
+from agentd.audit.redact import Redactor
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "error": logging.ERROR}
@@ -43,7 +43,8 @@ def configure(log_format: str = "auto", level: str = "info", redactor: Redactor 
     ]
     if not under_journald:  # journald stamps every line itself: no second timestamp
         processors.append(structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"))
-    processors += [_format_exc, redactor.processor]
+    # tracebacks rendered to text first, so the redactor sees them in both formats
+    processors += [_format_exc, structlog.processors.format_exc_info, redactor.processor]
     if log_format == "json":
         processors.append(structlog.processors.JSONRenderer(sort_keys=False))
         if under_journald:
@@ -65,7 +66,8 @@ class _ToStructlog(logging.Handler):
     """Libraries' stdlib log records (aiohttp, asyncio, watchdog) through the same chain."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        structlog.get_logger(record.name).log(record.levelno, record.getMessage(), logger=record.name)
+        structlog.get_logger(record.name).log(record.levelno, record.getMessage(), logger=record.name,
+                                              exc_info=record.exc_info or None)
 
 
 def get(name: str = "agentd") -> Any:

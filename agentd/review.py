@@ -17,10 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from agentd.audit import AuditLog, utcnow_iso
+from agentd.audit import AuditLog, open_for, utcnow_iso
 from agentd.config import Config
 from agentd.durable import GroupSync
-from agentd.redact import Redactor
+from agentd.audit.redact import Redactor
 from agentd.spool.deferred import Deferrals
 from agentd.spool.layout import SIDECAR, Outcome, display_name
 from agentd.spool.store import Store, iter_sidecars
@@ -189,7 +189,7 @@ def _finish(config: Config, sidecar: Path, data: Path, meta: dict[str, Any], app
             new["result"] = _linked(meta.get("result"), candidates(meta)[choice - 1], by, at)
     else:
         new.update(reason="rejected_by_reviewer", error_class="policy", detail=redact(note) or None)
-    log = audit or AuditLog(config.logs_dir, redact).open()
+    log = audit or open_for(config, redact)
     try:
         store = Store(config, log, GroupSync(enabled=config.fsync), Deferrals(config.state_dir))
         return store.decide_review(data, Outcome(outcome), {k: v for k, v in new.items() if v is not None}, decision)

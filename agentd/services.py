@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping
 
 from agentd import workflows as workflows_mod
-from agentd.audit import AuditLog
+from agentd.audit import AuditLog, open_for
 from agentd.config import Config, ConfigError
 from agentd.durable import GroupSync
 from agentd.guards import AuditTrailGuard, Budget, Guards, KillSwitch, MeteringGuard, default_guards
@@ -14,7 +14,7 @@ from agentd.llm.base import Provider
 from agentd.llm.breaker import Breakers
 from agentd.llm.gateway import Gateway, make_provider
 from agentd.metrics import Metrics
-from agentd.redact import Redactor
+from agentd.audit.redact import Redactor
 from agentd.run.pipeline import Pipeline
 from agentd.spool.counts import Counts
 from agentd.spool.dedupe import DedupeIndex
@@ -83,7 +83,7 @@ def build(config: Config, *, provider: Provider | None = None, tools: Mapping[st
     workflows = workflows if workflows is not None else load_workflows(config)
     sync = GroupSync(enabled=config.fsync)
     redactor = Redactor(config.secrets)
-    audit = AuditLog(config.logs_dir, redactor, sync, config.audit_max_bytes).open()
+    audit = open_for(config, redactor, sync)
     counts = Counts()
     deferrals = Deferrals(config.state_dir)
     store = Store(config, audit, sync, deferrals, on_move=counts.moved)

@@ -23,7 +23,8 @@ from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import backlog, concurrency, idle, latency, loop_lag, offline_triage, startup, throughput, traces
+from bench import (backlog, concurrency, idle, latency, loop_lag, offline_triage, startup, startup_audit, throughput,
+                   traces)
 from bench.common import ROOT, exit_on_sigterm
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -52,6 +53,7 @@ BENCHES: dict[str, Callable[[bool], Any]] = {
     "offline_triage": offline_triage.run,
     "traces": traces.run,
     "loop_lag": loop_lag.run,
+    "startup_audit": startup_audit.run,
 }
 
 
@@ -173,9 +175,19 @@ def rows_loop_lag(r: dict[str, Any]) -> list[list[str]]:
              f"<= {r['target_ms']:g} ms", verdict(r["holds"])]]
 
 
+def rows_startup_audit(r: dict[str, Any]) -> list[list[str]]:
+    history = f"{r['history_mib']:,.0f} MiB of audit history ({r['history_files']} files, {r['history_lines']:,} lines)"
+    return [["10", f"start-up, exec to READY=1, first start of the day with a claim to recover: {history} "
+                  f"vs none (median of {r['runs']})",
+             f"**{r['ready_history_s']} s** vs {r['ready_empty_s']} s (+{r['extra_s']} s; reading the whole "
+             f"history would take {r['read_whole_history_s']} s)", "not the whole history",
+             verdict(r["read_whole_history_s"] is None or r["extra_s"] < r["read_whole_history_s"] / 4)]]
+
+
 ROWS = {"throughput": rows_throughput, "latency": rows_latency, "concurrency": rows_concurrency,
         "backlog": rows_backlog, "idle": rows_idle, "startup": rows_startup,
-        "offline_triage": rows_offline_triage, "traces": rows_traces, "loop_lag": rows_loop_lag}
+        "offline_triage": rows_offline_triage, "traces": rows_traces, "loop_lag": rows_loop_lag,
+        "startup_audit": rows_startup_audit}
 NUMBER = {name: str(i) for i, name in enumerate(BENCHES, start=1)}
 
 

@@ -87,6 +87,12 @@ def test_loop_lag_bench_runs_inline_and_isolated_and_reads_the_gauge(quick: dict
     assert r["isolated"]["loop_lag_gauge_ms"] >= 0 and r["isolated"]["parsers"] >= 1
 
 
+def test_startup_audit_bench_recovers_with_a_history_and_without(quick: dict[str, Any]) -> None:
+    r = figures(quick, "startup_audit")
+    assert r["history_files"] >= 1 and r["history_lines"] > 1000
+    assert r["ready_empty_s"] > 0 and r["ready_history_s"] > 0 and r["read_whole_history_s"] > 0
+
+
 def test_the_table_has_every_measurement_and_keeps_hand_written_notes(quick: dict[str, Any], tmp_path: Path) -> None:
     # Given a benchmarks page with notes under the marker
     doc = tmp_path / "benchmarks.md"
@@ -97,7 +103,7 @@ def test_the_table_has_every_measurement_and_keeps_hand_written_notes(quick: dic
     # Then each of the seven measurements has a row, the machine is named, and the notes survive
     written = doc.read_text()
     rows = [line for line in written.splitlines() if line.startswith("| ") and not line.startswith("| #")]
-    assert {row.split(" | ")[0].strip("| ") for row in rows} == {str(n) for n in range(1, 10)}
+    assert {row.split(" | ")[0].strip("| ") for row in rows} == {str(n) for n in range(1, 11)}
     assert "failed:" not in written and " cores " in written
     assert "old table" not in written
     assert written.endswith(f"{run_all.NOTES_MARKER}\nwhat the profile showed\n")

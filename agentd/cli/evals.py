@@ -16,7 +16,7 @@ from agentd.errors import EX_OK, EX_PROBLEM, EX_USAGE  # noqa: E402
 
 def _quiet_logs(config: Config) -> None:
     """Warnings and errors of the in-process runs go to stderr; stdout is the report."""
-    from agentd.redact import Redactor
+    from agentd.audit.redact import Redactor
     logs.configure(config.log_format, "warning", Redactor(config.secrets), stream=sys.stderr)
 
 

@@ -28,7 +28,7 @@ def _print_json(value: Any) -> None:
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
     from agentd.daemon import AlreadyRunning, Daemon
     from agentd.server.app import ListenError
-    from agentd.redact import Redactor
+    from agentd.audit.redact import Redactor
 
     logs.configure(config.log_format, config.log_level, Redactor(config.secrets))
     daemon = Daemon(config, burst=args.burst, env_file=args.env_file)
@@ -111,11 +111,9 @@ def _age(seconds: float) -> str:
 
 
 def _audit(config: Config) -> Any:
-    from agentd.audit import AuditLog
-    from agentd.redact import Redactor
+    from agentd.audit import open_for
 
-    config.logs_dir.mkdir(parents=True, exist_ok=True)
-    return AuditLog(config.logs_dir, Redactor(config.secrets)).open()
+    return open_for(config)
 
 
 def _store(config: Config, audit: Any) -> Any:
@@ -195,19 +193,22 @@ def cmd_kill_switch(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_audit(args: argparse.Namespace, config: Config) -> int:
-    from agentd.audit import verify
+    from agentd.audit import verify_report
     from agentd.spool.store import iter_sidecars
 
     if not config.logs_dir.exists():
         print(f"agentd: no audit log under {config.logs_dir}", file=sys.stderr)
         return EX_PROBLEM
-    count, problems = verify(config.logs_dir, iter_sidecars(config.home))
-    if problems:
-        print(f"audit log BROKEN: {problems[0]}")
-        for extra in problems[1:5]:
+    report = verify_report(config.logs_dir, iter_sidecars(config.home), config.audit_hmac_key)
+    for note in report.notes:
+        print(f"note: {note}")
+    if report.problems:
+        print(f"audit log BROKEN: {report.problems[0]}")
+        for extra in report.problems[1:5]:
             print(f"  also: {extra}")
         return EX_PROBLEM
-    print(f"audit log ok: {count} lines, hash chain intact, sidecars agree")
+    signed = ", anchor signature ok" if config.audit_hmac_key else ""
+    print(f"audit log ok: {report.count} lines, hash chain intact, anchor agrees{signed}, sidecars agree")
     return EX_OK
 
 
@@ -273,24 +274,26 @@ def cmd_trace(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
     from agentd import workflows
+    from agentd.audit.redact import Redactor
 
+    redact = Redactor(config.secrets)  # and URL credentials (LLM_BASE_URL=https://user:pw@host)
     try:
         found = workflows.load(config.workflows)
     except (ImportError, SyntaxError, ValueError, OSError) as exc:
-        raise ConfigError("AGENTD_WORKFLOWS", f"{exc.__class__.__name__}: {exc}") from None
+        raise ConfigError("AGENTD_WORKFLOWS", redact.text(f"{exc.__class__.__name__}: {exc}")) from None
     print(f"configuration ok (agentd {__version__})")
     for name in sorted(config_mod.VARIABLES):
         attr = config_mod.VARIABLES[name][0]
         value = getattr(config, attr)
         if attr in ("reviewer_tokens", "viewer_tokens"):
             value = f"(set: {', '.join(n for n, _ in value)})" if value else "(empty)"  # names are not secret
-        elif config_mod.is_secret_name(name):
+        elif config_mod.is_secret_name(name) and not isinstance(value, (int, float)):  # counts are not secrets
             value = "(set)" if value else "(empty)"
         elif isinstance(value, tuple) and value and isinstance(value[0], tuple):
             value = ",".join(f"{k}={v}" for k, v in value)
         elif isinstance(value, (tuple, frozenset)):
             value = ",".join(sorted(value)) if isinstance(value, frozenset) else ",".join(value)
-        print(f"  {name}={value}")
+        print(f"  {name}={redact.text(str(value))}")
     print(f"  workflows: {', '.join(sorted(found))}")
     return EX_OK
 

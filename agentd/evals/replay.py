@@ -8,13 +8,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from agentd.audit import AuditLog
+from agentd.audit import open_for
 from agentd.config import Config
 from agentd.evals import harness
 from agentd.evals.diff import changes
 from agentd.evals.providers import ReplayProvider, recorded_answers
 from agentd.llm.base import Provider
-from agentd.redact import Redactor
+from agentd.audit.redact import Redactor
 from agentd.spool.store import KEPT_JOURNALS, SIDECAR, iter_sidecars
 
 
@@ -101,8 +101,7 @@ def _live_cost(config: Config, provider: Provider) -> Decimal:
 
 def _audit(config: Config, report: dict[str, Any], workflow_file: str | None) -> None:
     """The one line a replay leaves in the real state folder."""
-    config.logs_dir.mkdir(parents=True, exist_ok=True)
-    audit = AuditLog(config.logs_dir, Redactor(config.secrets)).open()
+    audit = open_for(config, Redactor(config.secrets))  # signs the anchor with AUDIT_HMAC_KEY
     try:
         audit.append("replay", correlation_id=report["correlation_id"], workflow=report["workflow"],
                      live=report["live"], workflow_file=workflow_file, changed=report["changed"],

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from agentd import logs
-from agentd.audit import iter_records_after
+from agentd.audit import iter_records_since
 from agentd.durable import write_json
 from agentd.errors import BudgetError, Paused
 from agentd.guards.base import Guard, Kind, ModelCall, ToolCall
@@ -89,7 +89,7 @@ class Budget:
             self.alerted[today] = list(saved.get("alerts", []))
             saved_seq = int(saved.get("audit_seq", 0))
         if logs_dir is not None:
-            for record in iter_records_after(logs_dir, saved_seq):
+            for record in iter_records_since(logs_dir, ts=f"{today}T00:00:00.000Z", seq=saved_seq):
                 started = str(record.get("started_at") or record.get("ts", ""))
                 if record.get("event") == "llm_call" and started[:10] == today:
                     self.spent[today] = self.spent.get(today, ZERO) + Decimal(str(record.get("cost_usd", 0)))

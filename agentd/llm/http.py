@@ -11,7 +11,7 @@ import aiohttp
 
 from agentd.config import Config
 from agentd.llm.base import ProviderError
-from agentd.redact import Redactor
+from agentd.audit.redact import Redactor
 
 CONNECTION_LIMIT = 32
 MAX_BODY_BYTES = 32 * 1024 * 1024

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from agentd import logs
-from agentd.audit import AuditLog, audit_files
+from agentd.audit import AuditLog, iso_of, iter_records_since
 from agentd.config import Config, crash_point
 from agentd.durable import GroupSync, fsync_path, write_json
 from agentd.spool import layout
@@ -175,7 +175,7 @@ class Store:
             return found
         times = [t for t in (cid_time(c) for c in cids) if t is not None]
         since = min(times) - CLAIM_SLACK_S if times else 0.0
-        for record in _records_since(self.audit.dir, since):
+        for record in iter_records_since(self.audit.dir, ts=iso_of(since) if since else ""):
             cid = record.get("correlation_id")
             if cid in cids and record.get("event") in RECORD_EVENTS:
                 found[(cid, record["event"])] = record
@@ -323,25 +323,6 @@ def _is_ours(path: Path, cid: str, sidecar: bool = False) -> bool:
         return json.loads(meta.read_text("utf-8", "surrogateescape")).get("correlation_id") == cid
     except (OSError, ValueError):
         return False
-
-
-def _records_since(logs_dir: Path, since: float) -> Iterator[dict[str, Any]]:
-    """Audit records from the first file that may hold lines written after `since` (epoch s)."""
-    files = audit_files(logs_dir)
-    start = 0
-    for index, path in enumerate(files[:-1]):
-        try:
-            if os.stat(path).st_mtime < since:
-                start = index + 1  # a rotated file last written before `since`
-        except FileNotFoundError:
-            continue
-    for path in files[start:]:
-        with open(path, "rb") as fh:
-            for raw in fh:
-                try:
-                    yield json.loads(raw)
-                except ValueError:
-                    continue
 
 
 def iter_sidecars(home: Path, outcomes: tuple[str, ...] = ("archived", "failed", "review")

@@ -18,7 +18,7 @@ from agentd import workflows
 from agentd.audit import AuditLog
 from agentd.config import ConfigError
 from agentd.server.app import make_app
-from agentd.redact import Redactor
+from agentd.audit.redact import Redactor
 from agentd.server.console.app import Console, mount
 from agentd.server.console.queue import stats
 from tests.helpers import audit_events, sidecar_for

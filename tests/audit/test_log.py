@@ -8,20 +8,12 @@ from typing import Callable
 import pytest
 
 from agentd.audit import AuditLog, iter_records, verify
-from agentd.redact import Redactor
+from agentd.audit.redact import Redactor
+from tests.audit.support import lines_of, make_log
 from tests.helpers import AgentdProcess, audit_events, cli, sidecar_for, wait_until
 
 
-def _log(tmp_path: Path, lines: int = 10, max_bytes: int = 1 << 30) -> AuditLog:
-    log = AuditLog(tmp_path / "logs", max_bytes=max_bytes).open()
-    for i in range(lines):
-        log.append("llm_call", correlation_id=f"run{i}", cost_usd=0.001 * i, tokens_in=i)
-    log.flush_now()
-    return log
-
-
-def _lines(path: Path) -> list[str]:
-    return path.read_text().splitlines(keepends=True)
+_log, _lines = make_log, lines_of
 
 
 def test_an_untouched_log_verifies(tmp_path: Path) -> None:
@@ -139,3 +131,105 @@ def test_the_cli_exits_1_naming_the_line(home: Path) -> None:
     result = cli(home, "audit", "verify")
     assert result.returncode == 1 and "audit.jsonl:2" in result.stdout
     assert audit_events(home)  # the log is still readable
+
+
+def test_an_edited_complete_last_line_is_kept_and_reported_not_repaired(tmp_path: Path) -> None:
+    # Given a log whose last complete line was edited (its newline is there: not torn)
+    log = _log(tmp_path, lines=3)
+    log.close()
+    lines = _lines(log.path)
+    edited = lines[-1].replace('"tokens_in":2', '"tokens_in":9')
+    log.path.write_text("".join(lines[:-1]) + edited)
+    # When the log is opened (start-up)
+    reopened = AuditLog(tmp_path / "logs").open()
+    # Then the line is still there, nothing was "repaired", and the suspicion is audited
+    assert reopened.repaired is None
+    assert _lines(reopened.path)[2] == edited
+    suspected = [r for r in iter_records(reopened.dir) if r["event"] == "audit_tamper_suspected"]
+    assert len(suspected) == 1 and "does not match its hash" in suspected[0]["problem"]
+    _, problems = verify(reopened.dir)
+    assert problems[0].where == "audit.jsonl:3" and "edited" in problems[0].what
+
+
+def test_an_unparseable_complete_last_line_is_kept(tmp_path: Path) -> None:
+    log = _log(tmp_path, lines=3)
+    log.close()
+    with open(log.path, "ab") as fh:
+        fh.write(b'{"garbage": true\n')
+    reopened = AuditLog(tmp_path / "logs").open()
+    assert reopened.repaired is None and b'{"garbage": true\n' in reopened.path.read_bytes()
+    assert reopened.suspect and verify(reopened.dir)[1][0].where == "audit.jsonl:4"
+
+
+def test_a_tail_removed_while_stopped_is_reported_at_start_up_and_stays_reported(tmp_path: Path) -> None:
+    log = _log(tmp_path, lines=6)
+    log.close()
+    log.path.write_text("".join(_lines(log.path)[:-2]))
+    reopened = AuditLog(tmp_path / "logs").open()
+    assert any("removed at the tail" in problem for problem in reopened.suspect)
+    for i in range(10):  # the chain goes on past the anchored head
+        reopened.append("llm_call", n=i)
+    reopened.flush_now()
+    _, problems = verify(reopened.dir)
+    assert any("start-up found the log tampered with" in p.what and "tail" in p.what for p in problems)
+
+
+def test_the_daemon_logs_a_torn_line_repair_and_an_edit_it_kept(
+        home: Path, daemon: Callable[..., AgentdProcess]) -> None:
+    # Given a stopped daemon's log: a line edited in the middle of the tail, then a torn line
+    log = _log(home, lines=4)
+    log.close()
+    lines = _lines(log.path)
+    lines[-1] = lines[-1].replace('"tokens_in":3', '"tokens_in":7')
+    log.path.write_text("".join(lines) + '{"event":"llm_call","seq":5,"co')
+    # When the daemon starts
+    agent = daemon()
+    # Then the torn piece is dropped and logged, the edited line kept and logged loudly, the daemon runs
+    out = agent.output()
+    assert '"audit_repaired"' in out and '"dropped_bytes": 31' in out
+    assert '"audit_tamper_suspected"' in out and '"level": "error"' in out
+    assert _lines(log.path)[3] == lines[3] and agent.healthy()
+    result = cli(home, "audit", "verify")
+    assert result.returncode == 1 and "audit.jsonl:4" in result.stdout and "edited" in result.stdout
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from agentd.audit import AuditLog
+log = AuditLog(Path(sys.argv[1]), max_bytes=4096).open()
+for i in range(int(sys.argv[2])):
+    log.append("event", writer=sys.argv[3], n=i)
+    if i % 10 == 0:
+        log.flush_now()
+log.flush_now()
+"""
+
+
+def test_processes_contending_the_lock_through_rotations_keep_one_anchored_chain(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    logs = tmp_path / "logs"
+    AuditLog(logs).open().close()
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(logs), "150", name]) for name in "abc"]
+    assert [w.wait(timeout=60) for w in writers] == [0, 0, 0]
+    count, problems = verify(logs)
+    assert problems == [] and count == 450
+    assert len(list(logs.glob("audit-*.jsonl"))) >= 5  # the writers rotated under each other
+    assert sorted({r.get("writer") for r in iter_records(logs)} - {None}) == ["a", "b", "c"]
+
+
+def test_the_cli_appending_while_the_daemon_works_keeps_the_chain(
+        home: Path, daemon: Callable[..., AgentdProcess]) -> None:
+    agent = daemon(AGENTD_AUDIT_MAX_BYTES="8192")
+    for i in range(30):
+        (home / "incoming" / f"c{i}.txt").write_text(f"text {i}")
+    flips = 0
+    while not all(sidecar_for(home, f"c{i}.txt") for i in range(30)) or flips < 6:
+        assert cli(home, "kill-switch", "off", "--reason", f"flip {flips}").returncode == 0
+        flips += 1
+    wait_until(lambda: all(sidecar_for(home, f"c{i}.txt") for i in range(30)), timeout=30)
+    agent.stop()
+    result = cli(home, "audit", "verify")
+    assert result.returncode == 0, result.stdout
+    assert len(audit_events(home, "kill_switch")) == flips and len(audit_events(home, "outcome")) == 30

@@ -1,0 +1,296 @@
+"""The tamper-evident audit log: append-only JSON lines in a sha256 hash chain, anchored."""
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from agentd.audit.anchor import AnchorError, AnchorStore
+from agentd.audit.chain import CURRENT, GENESIS, Entry, canonical, intact, iso_of, parse_line
+from agentd.audit.files import first_record, last_record, rotated_files
+from agentd.audit.redact import Redactor
+from agentd.durable import GroupSync
+
+DAY_S = 86400.0
+ANCHOR_INTERVAL_S = 0.5  # the anchor is rewritten (and fsynced) at most this often by group commits
+
+
+class AuditLog:
+    """One writer per process; appends are serialized across processes by flock."""
+
+    def __init__(self, logs_dir: Path, redactor: Redactor | None = None,
+                 sync: GroupSync | None = None, max_bytes: int = 64 * 1024 * 1024,
+                 keep_days: int = 0, hmac_key: str = "", clock: Any = time.time):
+        self.dir = logs_dir
+        self.path = logs_dir / CURRENT
+        self.redact = redactor or Redactor()
+        self.sync = sync or GroupSync()
+        self.max_bytes = max_bytes
+        self.keep_days = keep_days
+        self.clock = clock
+        self.anchor = AnchorStore(logs_dir, hmac_key, fsync=self.sync.enabled)
+        self.anchor_error: OSError | None = None
+        self._fd: int | None = None
+        self._size = -1
+        self.last = Entry(0, GENESIS)
+        self.writable = True
+        self.repaired: dict | None = None
+        self.suspect: list[str] = []  # what start-up found that only tampering explains
+        self._anchored_at = -ANCHOR_INTERVAL_S
+        self._catch_up: asyncio.TimerHandle | None = None
+        self.sync.after_sync(self.path, self._anchor_head, self._advance_anchor)
+
+    # -- opening and repair ---------------------------------------------------------
+    def open(self) -> "AuditLog":
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._open_fd()
+        with self._locked():
+            self._hold_current()
+            self.repaired = self._repair_tail()
+            created = self._check_anchor()
+        if self.repaired:
+            self.append("audit_repaired", **self.repaired)
+        if created is not None:
+            self.append("audit_anchor_created", covers_from_seq=created, note=(
+                "no anchor was found: lines before this one are anchored only from here on"))
+        for problem in self.suspect:
+            self.append("audit_tamper_suspected", problem=problem)
+        if self.repaired or created is not None or self.suspect:
+            self.flush_now()
+        self.apply_retention()
+        return self
+
+    def _open_fd(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self._size = -1
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _locked(self) -> "_Flock":
+        assert self._fd is not None
+        return _Flock(self)
+
+    def _read_tail(self) -> tuple[bytes, int]:
+        """The last stretch of the file (up to 1 MiB) and its offset."""
+        assert self._fd is not None
+        size = os.fstat(self._fd).st_size
+        start = max(0, size - (1 << 20))
+        return os.pread(self._fd, size - start, start), start
+
+    def _repair_tail(self) -> dict | None:
+        """Drop a torn (unterminated) last line, a crash mid-write, and nothing else.
+
+        A complete last line that does not parse or match its hash was written whole and
+        changed since: it is kept (the evidence) and reported as suspected tampering.
+        """
+        tail, start = self._read_tail()
+        cut = tail.rfind(b"\n") + 1  # 0 when the stretch holds no newline at all
+        torn = tail[cut:] if start == 0 or cut else b""
+        keep = start + len(tail) - len(torn)
+        self._size = keep
+        lines = [ln for ln in tail[:cut].split(b"\n") if ln]
+        self.last = self._last_entry(lines)
+        if not torn:
+            return None
+        os.ftruncate(self._fd, keep)  # type: ignore[arg-type]
+        os.fsync(self._fd)  # type: ignore[arg-type]
+        preview = torn[:120].decode("utf-8", "backslashreplace")
+        return {"dropped_bytes": len(torn), "dropped_preview": preview}
+
+    def _last_entry(self, lines: list[bytes]) -> Entry:
+        if not lines:
+            return self._last_of_rotated()
+        record = parse_line(lines[-1])
+        if not intact(record):
+            self.suspect.append(f"the last complete line of {CURRENT} does not match its hash "
+                                "(edited after it was written); kept as it is")
+        if record is not None:
+            return Entry(int(record["seq"]), str(record["hash"]))
+        earlier = next((r for r in map(parse_line, reversed(lines)) if r is not None), None)
+        return Entry(int(earlier["seq"]), earlier["hash"]) if earlier else self._last_of_rotated()
+
+    def _last_of_rotated(self) -> Entry:
+        rotated = rotated_files(self.dir)
+        last = last_record(rotated[-1]) if rotated else None
+        return Entry(int(last["seq"]), last["hash"]) if last else Entry(0, GENESIS)
+
+    def _check_anchor(self) -> int | None:
+        """Create a missing anchor (returns the seq it starts covering) or compare the head with it."""
+        try:
+            anchor, _raw = self.anchor.load()
+        except AnchorError as exc:
+            self.suspect.append(str(exc))
+            return None
+        if anchor is None:
+            fresh = self.anchor.create(self.last)
+            has_lines = self.last.seq > 0
+            return fresh.first_seq if has_lines else None
+        if self.last.seq < anchor.head_seq:
+            self.suspect.append(f"the log ends at seq {self.last.seq} but the anchor reached seq "
+                                f"{anchor.head_seq}: lines were removed at the tail")
+        elif self.last.seq == anchor.head_seq and self.last.hash != anchor.head_hash:
+            self.suspect.append(f"seq {self.last.seq} differs from the line the anchor recorded")
+        return None
+
+    # -- appending --------------------------------------------------------------------
+    def append(self, event: str, **fields: Any) -> Entry:
+        """Append one event; durable only after `await flush()`."""
+        if self._fd is None:
+            self.open()
+        record = self.redact({k: v for k, v in fields.items() if v is not None})
+        try:
+            with self._locked():
+                self._follow_other_writers()
+                record.update(ts=iso_of(self.clock()), event=event, seq=self.last.seq + 1, prev=self.last.hash)
+                body = canonical(record)
+                digest = hashlib.sha256(body).hexdigest()
+                data = body[:-1] + b',"hash":"' + digest.encode() + b'"}\n'
+                try:
+                    written = os.write(self._fd, data)  # type: ignore[arg-type]
+                    if written != len(data):
+                        raise OSError(28, "short write to the audit log")
+                except OSError:
+                    os.ftruncate(self._fd, self._size)  # type: ignore[arg-type]  # no torn line
+                    raise
+                self._size += len(data)
+                self.last = Entry(record["seq"], digest)
+                if self._size >= self.max_bytes:
+                    self._rotate()
+            self.writable = True
+        except OSError:
+            self.writable = False
+            raise
+        return self.last
+
+    def _hold_current(self) -> os.stat_result:
+        """With our lock held: make sure our descriptor is the current file, not one rotated away.
+
+        Another process may rotate while we wait for the lock of the file we opened: then
+        we hold the lock of a rotated file, so we open the current one and wait again.
+        """
+        while True:
+            try:
+                on_disk = os.stat(self.path)
+            except FileNotFoundError:
+                on_disk = None
+            ours = os.fstat(self._fd)  # type: ignore[arg-type]
+            if on_disk is not None and on_disk.st_ino == ours.st_ino:
+                return ours
+            self._open_fd()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)  # type: ignore[arg-type]
+
+    def _follow_other_writers(self) -> None:
+        """Another process (the CLI) may have appended or rotated since our last write."""
+        size = self._hold_current().st_size
+        if size != self._size:
+            tail, _ = self._read_tail()
+            lines = [ln for ln in tail.split(b"\n") if ln.strip()]
+            record = parse_line(lines[-1]) if lines else None
+            self.last = Entry(int(record["seq"]), record["hash"]) if record else self._last_of_rotated()
+            self._size = size
+
+    def _rotate(self) -> None:
+        first = first_record(self.path)
+        if first is None:
+            return  # nothing (or no valid line) to start a rotated file with
+        target = self.dir / f"audit-{int(first['seq']):012d}.jsonl"
+        os.fsync(self._fd)  # type: ignore[arg-type]
+        os.rename(self.path, target)
+        old = self._fd
+        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self._size = 0
+        os.close(old)  # type: ignore[arg-type]
+        self.apply_retention()
+
+    # -- durability and the anchor ------------------------------------------------------
+    async def flush(self) -> None:
+        """Wait until everything appended so far is on disk (group commit; the anchor follows)."""
+        try:
+            await self.sync.sync([self.path])
+        except OSError:
+            self.writable = False
+            raise
+        if not self.sync.enabled:
+            self._advance_anchor(self.last)  # no fsync rounds to follow: move it here
+
+    def flush_now(self) -> None:
+        if self._fd is not None:
+            if self.sync.enabled:
+                os.fsync(self._fd)
+            self._advance_anchor(self.last)
+
+    def _anchor_head(self) -> Entry | None:
+        """On the loop, before a group commit's fsyncs: the head to anchor after them, if it is time.
+
+        Between two anchor writes, the lines appended are caught up by one more round
+        ANCHOR_INTERVAL_S later, so the anchor never lags the log by much more than that.
+        """
+        now = time.monotonic()
+        if now - self._anchored_at < ANCHOR_INTERVAL_S:
+            if self._catch_up is None:
+                self._catch_up = asyncio.get_running_loop().call_later(ANCHOR_INTERVAL_S, self._catch_up_round)
+            return None
+        self._anchored_at = now
+        return self.last
+
+    def _catch_up_round(self) -> None:
+        self._catch_up = None
+        task = asyncio.ensure_future(self.sync.sync([self.path]))
+        task.add_done_callback(_consume)  # a failed fsync is reported by the next real flush
+
+    def _advance_anchor(self, head: Entry | None) -> None:
+        """After `head` is on disk (called in the group commit's thread); never raises."""
+        if head is None:
+            return
+        try:
+            self.anchor.advance(head)
+            self.anchor_error = None
+        except (OSError, AnchorError, ValueError) as exc:  # the next round tries again
+            self.anchor_error = exc if isinstance(exc, OSError) else OSError(str(exc))
+
+    def apply_retention(self, now: float | None = None) -> list[str]:
+        """Remove rotated files older than keep_days (0: keep all); the anchor moves first."""
+        if self.keep_days <= 0:
+            return []
+        cutoff = iso_of((self.clock() if now is None else now) - self.keep_days * DAY_S)
+        try:
+            return self.anchor.retire(cutoff)
+        except AnchorError as exc:
+            self.suspect.append(str(exc))
+            return []
+
+
+def _consume(task: "asyncio.Future[None]") -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+class _Flock:
+    """Exclusive lock on the log's current descriptor (which may change while held)."""
+
+    def __init__(self, log: AuditLog):
+        self.log = log
+
+    def __enter__(self) -> None:
+        fcntl.flock(self.log._fd, fcntl.LOCK_EX)  # type: ignore[arg-type]
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.log._fd is not None:
+            fcntl.flock(self.log._fd, fcntl.LOCK_UN)
+
+
+def open_for(config: Any, redactor: Redactor | None = None, sync: GroupSync | None = None) -> AuditLog:
+    """The audit log of a Config (logs_dir, audit_max_bytes, audit_keep_days, audit_hmac_key), opened."""
+    config.logs_dir.mkdir(parents=True, exist_ok=True)
+    return AuditLog(config.logs_dir, redactor or Redactor(config.secrets), sync, config.audit_max_bytes,
+                    keep_days=config.audit_keep_days, hmac_key=config.audit_hmac_key).open()

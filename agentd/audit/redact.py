@@ -1,0 +1,82 @@
+"""Secret redaction: removes secret values, credential shapes and URL credentials, and nothing else.
+
+What counts as a secret value is decided by the configuration (config.secret_values): the
+value of a variable whose name contains KEY, TOKEN, SECRET or PASSWORD, when it looks like
+a secret (not a small number, a boolean or a duration). State fields (file names, paths,
+hashes, ids) are never rewritten: recovery and requeue rely on them as they were.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable
+
+MASK = "[REDACTED]"
+
+# Credential shapes that are secrets whatever variable they came from: (pattern, replacement)
+RULES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), rf"\1 {MASK}"),
+    (re.compile(r"\bsk-(?:ant-|proj-)?[A-Za-z0-9_-]{10,}"), MASK),
+    (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"), MASK),
+    (re.compile(r"(?i)\b(aws_secret_access_key|x-api-key|api[_-]?key|authorization)(\"?\s*[:=]\s*\"?)"
+                r"[^\s\"',};&#]{8,}"), rf"\1\2{MASK}"),
+    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}\b"), MASK),
+    (re.compile(r"\bxox[abpr]-[A-Za-z0-9-]{10,}\b"), MASK),
+]
+# URL credentials: the userinfo of scheme://user:password@host, and token-like query values
+URL_RULES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#@\"'<>]+@"), rf"\1{MASK}@"),
+    (re.compile(r"(?i)([?&;](?:[a-z0-9_.-]*(?:key|token|secret|password|passwd|pwd|sig|signature|auth|"
+                r"credential|session)[a-z0-9_.-]*)=)[^&#;\s\"'<>]+"), rf"\1{MASK}"),
+]
+# keys whose values are state, not prose: kept byte for byte in audit lines and sidecars
+STATE_KEYS = frozenset({"original_name", "raw_name", "file", "path", "duplicate_of", "sha256", "hash", "prev",
+                        "audit_hash", "correlation_id", "workflow"})
+
+# one pass to tell whether any shape is present at all (most strings have none)
+_ANY = re.compile("|".join(f"(?:{p.pattern.removeprefix('(?i)')})" for p, _ in RULES + URL_RULES),
+                  re.IGNORECASE)
+
+
+def mask_urls(text: str) -> str:
+    """URL userinfo and token-like query values masked; the rest of the text as it was."""
+    for pattern, replacement in URL_RULES:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class Redactor:
+    """Callable that scrubs a string, or every string inside a JSON-like value (state keys kept)."""
+
+    def __init__(self, secrets: Iterable[str] = ()):
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def text(self, value: str) -> str:
+        for secret in self.secrets:
+            if secret in value:
+                value = value.replace(secret, MASK)
+        if len(value) < 8 or not _ANY.search(value):
+            return value
+        for pattern, replacement in RULES + URL_RULES:
+            value = pattern.sub(replacement, value)
+        return value
+
+    def __call__(self, value: Any) -> Any:
+        """A record (dict): its state keys kept as they are, every other value scrubbed."""
+        if isinstance(value, dict):
+            return {k: v if k in STATE_KEYS else self._scrub(v) for k, v in value.items()}
+        return self._scrub(value)
+
+    def _scrub(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {k: self._scrub(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self._scrub(v) for v in value]
+        if isinstance(value, BaseException):
+            return self.text(f"{value.__class__.__name__}: {value}")
+        return value
+
+    def processor(self, _logger: Any, _method: str, event_dict: dict) -> dict:
+        """structlog processor, the last before rendering: a log line is prose, nothing is kept."""
+        return {k: self._scrub(v) for k, v in event_dict.items()}

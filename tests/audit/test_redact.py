@@ -1,0 +1,143 @@
+"""Redaction removes secrets and nothing else: both ways, in logs, audit lines, sidecars and the CLI."""
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from agentd import config as config_mod
+from agentd import logs
+from agentd.audit import AuditLog
+from agentd.audit.redact import MASK, Redactor
+from agentd.spool.layout import claim_name, new_correlation_id
+from tests.helpers import AgentdProcess, audit_events, base_env, cli, sidecar_for, wait_until
+
+ADMIN = "adm-canary-5f1e9d77"
+API_KEY = "sk-canaryKEY0123456789abcd"
+NOT_SECRETS = {"LLM_MAX_OUTPUT_TOKENS": "2048", "AGENT_MAX_TOOL_CALLS": "8", "REVIEW_LEASE_S": "600",
+               "SOME_FLAG_TOKEN": "true", "CACHE_KEY_TTL": "30s", "MAX_COST_PER_RUN": "0.50"}
+
+
+def _config(home: Path, **extra: str) -> config_mod.Config:
+    return config_mod.load(environ=base_env(home, ADMIN_TOKEN=ADMIN, **NOT_SECRETS, **extra))
+
+
+def test_only_values_that_look_like_secrets_are_secrets(home: Path) -> None:
+    config = _config(home, REVIEWER_TOKENS="alice:rev-tok-aaaa1111,bob:rev-tok-bbbb2222")
+    assert ADMIN in config.secrets and "rev-tok-aaaa1111" in config.secrets
+    for value in NOT_SECRETS.values():
+        assert value not in config.secrets
+    assert "alice" not in config.secrets  # the reviewer's name is not the secret, the token is
+
+
+def test_a_record_loses_the_secret_and_keeps_numbers_amounts_and_names(home: Path) -> None:
+    redact = Redactor(_config(home).secrets)
+    record = redact({"original_name": "invoice-2048.pdf", "file": "invoice-2048.pdf", "tokens_out": 2048,
+                     "detail": f"401 from model with token {ADMIN}; asked for 2048 tokens, amount 2048.00 EUR",
+                     "result": {"summary": f"pay 2048.00 EUR, ref {ADMIN}", "amounts": ["2048.00 EUR"]}})
+    assert ADMIN not in json.dumps(record)
+    assert record["detail"] == f"401 from model with token {MASK}; asked for 2048 tokens, amount 2048.00 EUR"
+    assert record["result"] == {"summary": f"pay 2048.00 EUR, ref {MASK}", "amounts": ["2048.00 EUR"]}
+    assert (record["original_name"], record["file"], record["tokens_out"]) == ("invoice-2048.pdf",) * 2 + (2048,)
+
+
+def test_state_fields_are_never_rewritten_even_when_they_hold_a_secret(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "logs", Redactor([ADMIN])).open()
+    log.append("claimed", correlation_id="c" * 32, original_name=f"scan-{ADMIN}.pdf", note=f"from {ADMIN}")
+    log.flush_now()
+    record = json.loads(log.path.read_text().splitlines()[-1])
+    assert record["original_name"] == f"scan-{ADMIN}.pdf"  # recovery renames to exactly this
+    assert record["note"] == f"from {MASK}"
+
+
+def test_a_daemon_run_keeps_2048_everywhere_and_the_secret_nowhere(
+        home: Path, daemon: Callable[..., AgentdProcess]) -> None:
+    agent = daemon(ADMIN_TOKEN=ADMIN, LLM_MAX_OUTPUT_TOKENS="2048")
+    (home / "incoming" / "invoice-2048.txt").write_text(f"Invoice 2048\nAmount due: 2048.00 EUR\nref {ADMIN}\n")
+    meta = wait_until(lambda: sidecar_for(home, "invoice-2048.txt"))
+    agent.stop()
+    assert (home / "archive" / "invoice-2048.txt").exists()
+    assert meta["original_name"] == "invoice-2048.txt" and "2048.00 EUR" in meta["result"]["entities"]["amounts"]
+    assert [r["file"] for r in audit_events(home, "outcome")] == ["invoice-2048.txt"]
+    assert [r["original_name"] for r in audit_events(home, "claimed")] == ["invoice-2048.txt"]
+    everything = agent.output() + "".join(p.read_text() for p in home.rglob("*.json*"))
+    assert ADMIN not in everything and "[REDACTED].txt" not in everything and "-[REDACTED]" not in everything
+
+
+def test_recovery_puts_a_file_back_under_its_name_not_a_redacted_one(
+        home: Path, daemon: Callable[..., AgentdProcess]) -> None:
+    # Given a crash right after a claim: the file in processing/ and its claimed line, whose
+    # name holds both a number that is not a secret and a value that is one
+    name = f"report-2048-{ADMIN}.txt"
+    cid = new_correlation_id()
+    (home / "processing").mkdir()
+    (home / "processing" / claim_name(cid, "triage")).write_text("Report 2048, no action needed.")
+    log = AuditLog(home / "logs", Redactor([ADMIN])).open()
+    log.append("claimed", correlation_id=cid, workflow="triage", original_name=name, size=30, kind="file")
+    log.flush_now()
+    log.close()
+    # When the daemon starts and recovers it
+    agent = daemon(ADMIN_TOKEN=ADMIN, LLM_MAX_OUTPUT_TOKENS="2048")
+    wait_until(lambda: sidecar_for(home, name), message="the recovered file finished")
+    # Then it is finished under its own name, and the secret is still absent from the logs
+    finished = [p.name for p in (home / "archive").iterdir()] + [p.name for p in (home / "review").iterdir()]
+    assert name in finished
+    assert ADMIN not in agent.output()
+
+
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_tracebacks_are_rendered_then_redacted(log_format: str) -> None:
+    stream = io.StringIO()
+    logs.configure(log_format, "info", Redactor([ADMIN]), stream=stream)
+
+    def failing_step() -> None:
+        raise RuntimeError(f"model said 401 for {ADMIN} after 2048 tokens")
+
+    try:
+        failing_step()
+    except RuntimeError:
+        logs.get().exception("step_crashed", step="extract")
+    try:
+        raise ValueError(f"library error with {ADMIN}")
+    except ValueError:
+        logging.getLogger("aiohttp.client").exception("request failed")
+    text = stream.getvalue()
+    assert ADMIN not in text
+    assert text.count("Traceback (most recent call last)") == 2 and "in failing_step" in text
+    assert f"model said 401 for {MASK} after 2048 tokens" in text and '"exc_info": true' not in text
+    if log_format == "json":
+        lines = [json.loads(line) for line in text.splitlines()]
+        assert lines[0]["event"] == "step_crashed" and "failing_step" in lines[0]["exception"]
+
+
+def test_urls_in_log_lines_lose_their_credentials_only() -> None:
+    stream = io.StringIO()
+    logs.configure("json", "info", Redactor(), stream=stream)
+    logs.get().warning("webhook_failed", url="https://bot:pa55word-x@127.0.0.1:9/hook?sig=abcdef123&id=2048",
+                       error="POST http://u:p4ss@127.0.0.1:9/v1?access_token=zzzz9999 failed")
+    line = json.loads(stream.getvalue())
+    assert line["url"] == f"https://{MASK}@127.0.0.1:9/hook?sig={MASK}&id=2048"
+    assert line["error"] == f"POST http://{MASK}@127.0.0.1:9/v1?access_token={MASK} failed"
+
+
+def test_check_config_masks_url_credentials_and_prints_numbers(home: Path) -> None:
+    result = cli(home, "check-config", LLM_BASE_URL="https://alice:hunter2pw@127.0.0.1:9/v1?api_key=q-key-777&m=x",
+                 NOTIFY_WEBHOOK_URL="http://hook:w3bh00k-pw@127.0.0.1:9/in", LLM_MAX_OUTPUT_TOKENS="2048",
+                 ADMIN_TOKEN=ADMIN, LLM_API_KEY=API_KEY, AUDIT_HMAC_KEY="hmac-canary-0101")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for secret in ("hunter2pw", "q-key-777", "w3bh00k-pw", ADMIN, API_KEY, "hmac-canary-0101", "alice"):
+        assert secret not in out
+    assert f"LLM_BASE_URL=https://{MASK}@127.0.0.1:9/v1?api_key={MASK}&m=x" in out
+    assert f"NOTIFY_WEBHOOK_URL=http://{MASK}@127.0.0.1:9/in" in out
+    assert "LLM_MAX_OUTPUT_TOKENS=2048" in out and "AUDIT_HMAC_KEY=(set)" in out
+
+
+def test_a_bad_url_is_named_without_its_credentials(home: Path) -> None:
+    result = cli(home, "check-config", LLM_BASE_URL="ftp://bob:s3cret-pw@127.0.0.1/v1")
+    assert result.returncode == 78
+    assert "LLM_BASE_URL" in result.stderr and "s3cret-pw" not in result.stderr and "127.0.0.1/v1" in result.stderr
