@@ -21,22 +21,24 @@ def gauges(proc: AgentdProcess) -> dict[str, float]:
 
 def test_review_gauges_and_status_show_the_queue_and_what_is_overdue(home: Path,
                                                                      daemon: Callable[..., AgentdProcess]) -> None:
-    proc = daemon(AGENTD_REVIEW_CONFIDENCE="0.99", REVIEW_SLA_S="2", **CONSOLE_ENV)
+    proc = daemon(AGENTD_REVIEW_CONFIDENCE="0.99", REVIEW_SLA_S="5", **CONSOLE_ENV)
     assert gauges(proc) == {"agentd_review_queue_depth": 0, "agentd_review_oldest_age_seconds": 0,
                             "agentd_review_overdue": 0}
     (home / "incoming" / "note.txt").write_text("A short note about nothing much.\n")
     wait_until(lambda: sidecar_for(home, "note.txt"), timeout=20, message="note.txt in review/")
-    first = gauges(proc)
-    assert first["agentd_review_queue_depth"] == 1 and first["agentd_review_overdue"] == 0
+    # the gauges are counted in a thread every 2 s (never on a scrape)
+    first = wait_until(lambda: (g := gauges(proc))["agentd_review_queue_depth"] == 1 and g, timeout=10,
+                       message="the item in the queue gauge")
+    assert first["agentd_review_overdue"] == 0
 
-    # REVIEW_SLA_S=2: the item becomes overdue as its age passes two seconds
-    later = wait_until(lambda: (g := gauges(proc))["agentd_review_overdue"] == 1 and g, timeout=10,
+    # REVIEW_SLA_S=5: the item becomes overdue as its age passes five seconds
+    later = wait_until(lambda: (g := gauges(proc))["agentd_review_overdue"] == 1 and g, timeout=15,
                        message="the item overdue in /metrics")
 
-    assert later["agentd_review_oldest_age_seconds"] >= 2 and later["agentd_review_queue_depth"] == 1
-    status = cli(home, "status", "--json", REVIEW_SLA_S="2")
+    assert later["agentd_review_oldest_age_seconds"] >= 5 and later["agentd_review_queue_depth"] == 1
+    status = cli(home, "status", "--json", REVIEW_SLA_S="5")
     assert json.loads(status.stdout)["review_overdue"] == 1
-    text = cli(home, "status", REVIEW_SLA_S="2").stdout
+    text = cli(home, "status", REVIEW_SLA_S="5").stdout
     assert re.search(r"review\s+1\s+1 overdue", text), text
     login_status, page = proc.request("GET", "/review/login")
     assert login_status == 200 and b'name="token"' in page
