@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 import signal
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import sdnotify
@@ -23,6 +21,7 @@ from agentd.server.probe import Probe
 from agentd.services import build
 from agentd.spool.counts import count_entries
 from agentd.spool.layout import INCOMING
+from agentd.spool.lock import take_state_lock
 from agentd.spool.store import Claim
 from agentd.supervisor import Supervisor
 from agentd.server.looplag import LoopLag
@@ -34,7 +33,6 @@ STATUS_EVERY_S = 2.0
 COUNT_INCOMING_S = 1.0
 REVIEW_STATS_S = 2.0
 RETRY_STALLED_S = 5.0
-LOCK_FILE = "agentd.lock"
 RUNNING_FILE = "running"  # present while a daemon runs: found at start-up, the last one crashed
 LIVE_FIELDS = ("admin_token", "llm_api_key", "max_cost_per_run", "daily_budget_usd", "review_confidence",
                "breaker_failures", "breaker_reset_s", "llm_timeout_s", "llm_max_attempts", "step_timeout_s",
@@ -43,10 +41,6 @@ RESTART_FIELDS = ("home", "health_host", "health_port", "llm_provider", "llm_bas
                   "fsync", "watch_mode", "otel_endpoint", "otel_traces_endpoint", "otel_headers", "otel_service_name",
                   "otel_resource_attributes")  # the trace exporter keeps what it started with
 TRACE_DRAIN_S = 2.0
-
-
-class AlreadyRunning(Exception):
-    pass
 
 
 class Daemon(HealthView):
@@ -145,17 +139,7 @@ class Daemon(HealthView):
         return f"http://{self.config.health_host}:{self.health_port}/health"
 
     def _lock(self) -> None:
-        path = self.config.state_dir / LOCK_FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            os.close(fd)
-            raise AlreadyRunning(f"another agentd (pid {other or '?'}) is running on {self.config.home}") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._lock_fd = fd
+        self._lock_fd = take_state_lock(self.config.state_dir)
 
     def _console(self) -> Any:
         """The review console on the HTTP listener (its leases in state/)."""
@@ -433,20 +417,3 @@ class Daemon(HealthView):
 
 async def run(config: Config, burst: bool = False, env_file: str | None = None) -> int:
     return await Daemon(config, burst=burst, env_file=env_file).serve()
-
-
-def state_lock_holder(home: Path) -> int | None:
-    """The pid of the agentd running on `home`, or None."""
-    path = home / "state" / LOCK_FILE
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        return int(text) if text.isdigit() else -1
-    finally:
-        os.close(fd)
-    return None
