@@ -26,7 +26,8 @@ def _print_json(value: Any) -> None:
 # -- commands ---------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
-    from agentd.daemon import AlreadyRunning, Daemon
+    from agentd.daemon import Daemon
+    from agentd.spool.lock import AlreadyRunning
     from agentd.server.app import ListenError
     from agentd.audit.redact import Redactor
 
@@ -48,7 +49,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_status(args: argparse.Namespace, config: Config) -> int:
     from agentd.guards.budget import Budget
-    from agentd.daemon import state_lock_holder
+    from agentd.spool.lock import state_lock_holder
     from agentd.guards.killswitch import KillSwitch
     from agentd.server.console.queue import stats
     from agentd.spool.counts import count_entries, oldest_waiting_age_s
