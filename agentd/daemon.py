@@ -289,7 +289,7 @@ class Daemon(HealthView):
     # -- main loop --------------------------------------------------------------------
     async def main_loop(self) -> None:
         if self.burst:
-            await self.watcher.scan(self._enqueue, burst=True)
+            await self.watcher.drain(self._enqueue)  # the settle rules hold in a burst too
             await self.queue.join()
             return
         last_retry = time.monotonic()
