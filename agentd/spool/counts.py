@@ -51,16 +51,16 @@ class Counts:
                 self.by_folder[dst] += 1
                 self._moves[dst] += 1
 
-    def recount_soon(self, home: Path) -> bool:
+    def recount_soon(self, home: Path) -> threading.Thread | None:
         """Start a full count of processing/ and the terminal folders in a thread, if none ran lately."""
         with self._lock:
             if self.recounting is not None or self._clock() - self._recounted_at < self.recount_every_s:
-                return False
+                return None
             moves_before = dict(self._moves)
-            self.recounting = threading.Thread(target=self._recount, args=(home, moves_before), daemon=True,
-                                               name="agentd-recount")
-        self.recounting.start()
-        return True
+            thread = self.recounting = threading.Thread(target=self._recount, args=(home, moves_before),
+                                                        daemon=True, name="agentd-recount")
+        thread.start()
+        return thread
 
     def _recount(self, home: Path, moves_before: dict[str, int]) -> None:
         counted: dict[str, int] = {}

@@ -21,10 +21,10 @@ def _home(tmp_path: Path, archived: int) -> Path:
 
 
 def _recount(counts: Counts, home: Path) -> None:
-    assert counts.recount_soon(home)
-    thread = counts.recounting
+    thread = counts.recount_soon(home)
     assert thread is not None
     thread.join(timeout=10)
+    assert counts.recounting is None
 
 
 def test_moves_reported_by_the_store_change_the_counts_with_no_scan(tmp_path: Path) -> None:
@@ -35,7 +35,7 @@ def test_moves_reported_by_the_store_change_the_counts_with_no_scan(tmp_path: Pa
     counts.moved("incoming", "processing")
     counts.moved("processing", "failed")
     assert counts.snapshot() == {"incoming": 0, "processing": 0, "archive": 3, "failed": 1, "review": 0}
-    assert not counts.recount_soon(home) and counts.recounting is None  # not due: nothing scans
+    assert counts.recount_soon(home) is None and counts.recounting is None  # not due: nothing scans
 
 
 def test_a_move_the_daemon_never_saw_is_corrected_by_the_next_recount(tmp_path: Path) -> None:
@@ -49,12 +49,12 @@ def test_a_move_the_daemon_never_saw_is_corrected_by_the_next_recount(tmp_path: 
     assert counts.snapshot()["archive"] == 5
     # When the recount is due (driven clock)
     clock[0] += 14
-    assert not counts.recount_soon(home)
+    assert counts.recount_soon(home) is None
     clock[0] += 2
     _recount(counts, home)
     # Then the terminal count is true again (incoming/ is the watcher's to count)
     assert counts.snapshot()["archive"] == 2
-    assert not counts.recount_soon(home)  # and the next one waits its interval again
+    assert counts.recount_soon(home) is None  # and the next one waits its interval again
 
 
 def test_a_folder_that_moved_during_the_recount_keeps_its_running_figure(
