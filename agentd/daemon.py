@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import fcntl
 import os
 import signal
@@ -12,12 +11,11 @@ from typing import Any, Callable
 
 import sdnotify
 
-from agentd import __version__, logs
+from agentd import __version__, logs, reloading
 from agentd import config as config_mod
 from agentd.config import Config, ConfigError
 from agentd.intake.watcher import Candidate, Watcher
 from agentd.llm.base import Provider
-from agentd.redact import Redactor
 from agentd.server.app import HttpServer, make_app
 from agentd.server.console.queue import stats as review_stats
 from agentd.server.health import HealthView
@@ -38,29 +36,6 @@ REVIEW_STATS_S = 2.0
 RETRY_STALLED_S = 5.0
 LOCK_FILE = "agentd.lock"
 RUNNING_FILE = "running"  # present while a daemon runs: found at start-up, the last one crashed
-# The one list: the Config fields a running daemon applies on SIGHUP (each is read through the live
-# config by the part that uses it, or handed over by Services.reconfigure). Every other field named by a
-# variable needs a restart: a reload keeps its old value and names it (log line, audit, check-config).
-LIVE_FIELDS = frozenset({
-    "admin_token", "llm_api_key", "max_cost_per_run", "daily_budget_usd", "review_confidence",
-    "breaker_failures", "breaker_reset_s", "llm_timeout_s", "llm_max_attempts", "llm_max_output_tokens",
-    "llm_max_calls_per_run", "llm_retry_after_cap_s", "step_timeout_s", "llm_slow_call_s", "redact_pii",
-    "allowed_services", "log_level", "settle_s", "rescan_s", "stale_open_s", "drain_timeout_s", "dedupe",
-    "max_file_bytes", "max_resumes", "tool_timeout_s", "agent_max_steps", "agent_max_tool_calls", "webhook_url",
-    "reviewer_tokens", "viewer_tokens", "review_lease_s", "review_sla_s", "review_base_url"})
-DERIVED_FIELDS = frozenset({"secrets", "source"})  # follow the variables they come from
-
-
-def applies_on_reload(field: str) -> bool:
-    """Whether a running daemon picks up a new value of this Config field on SIGHUP."""
-    return field in LIVE_FIELDS
-
-
-def restart_fields() -> tuple[str, ...]:
-    """The Config fields a SIGHUP cannot change (the listener, the home, the provider, the workers...)."""
-    return tuple(f.name for f in dataclasses.fields(Config) if f.name not in LIVE_FIELDS | DERIVED_FIELDS)
-
-
 TRACE_DRAIN_S = 2.0
 
 
@@ -392,19 +367,12 @@ class Daemon(HealthView):
             log.error("reload_rejected", variable=exc.variable, problem=exc.problem)
             self.notifier.notify("READY=1")
             return
-        changed = [f for f in restart_fields() if getattr(fresh, f) != getattr(self.config, f)]
-        applied = sorted(f for f in LIVE_FIELDS if getattr(fresh, f) != getattr(self.config, f))
+        fresh, applied, changed = reloading.merge(self.config, fresh)
         if changed:
-            log.warning("reload_needs_restart", fields=changed,
-                        variables=[n for n, (attr, _) in config_mod.VARIABLES.items() if attr in changed])
-        # a restart field keeps its running value; an old secret stays masked (it may sit in a log still)
-        keep = {f: getattr(self.config, f) for f in changed}
-        fresh = fresh.replace(**keep, secrets=tuple(sorted(set(fresh.secrets) | set(self.config.secrets),
-                                                           key=len, reverse=True)))
+            log.warning("reload_needs_restart", fields=changed, variables=reloading.variables_of(changed))
         self.config = fresh
         self.services.reconfigure(fresh)
-        self.services.redactor.secrets = Redactor(fresh.secrets).secrets
-        logs.configure(fresh.log_format, fresh.log_level, self.services.redactor)  # level; the new secrets
+        logs.configure(fresh.log_format, fresh.log_level, self.services.redactor)  # the level, the new secrets
         self.watcher.config = fresh
         self.services.audit.append("config_reloaded", applied=applied, restart_needed=changed)
         log.info("config_reloaded", applied=applied, restart_needed=changed)

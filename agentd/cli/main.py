@@ -275,7 +275,7 @@ def cmd_trace(args: argparse.Namespace, config: Config) -> int:
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
     from agentd import workflows
     from agentd.audit.redact import Redactor
-    from agentd.daemon import applies_on_reload
+    from agentd.reloading import applies_on_reload
 
     redact = Redactor(config.secrets)  # and URL credentials (LLM_BASE_URL=https://user:pw@host)
     try:

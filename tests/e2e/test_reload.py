@@ -90,16 +90,16 @@ def test_a_new_admin_token_and_api_key_take_effect_on_sighup(
         home: Path, reloadable: Callable[..., ReloadableAgentd], llm_server: Callable[..., FakeLLM]) -> None:
     server = llm_server()
     env = server.env()
-    old = {"ADMIN_TOKEN": "admin-old-0123456789", "LLM_API_KEY": "sk-old-key-0123456789"}
-    new = {"ADMIN_TOKEN": "admin-new-9876543210", "LLM_API_KEY": "sk-new-key-9876543210"}
-    del env["LLM_API_KEY"]
+    old = {"ADMIN_TOKEN": "admin-old-0123456789", "LLM_API_KEY": "sk-old-key-0123456789", "LLM_MODEL": "fake-model"}
+    new = {"ADMIN_TOKEN": "admin-new-9876543210", "LLM_API_KEY": "sk-new-key-9876543210", "LLM_MODEL": "other-model"}
+    del env["LLM_API_KEY"], env["LLM_MODEL"]
     agent = reloadable(old, **env)
     assert _kill_switch(agent, "DELETE", old["ADMIN_TOKEN"]) == 200
     _drop(home, "before.txt")
     assert server.requests[-1].headers["Authorization"] == f"Bearer {old['LLM_API_KEY']}"
     # When both credentials are rotated in the env file and the daemon gets SIGHUP
     line = agent.reload(new)
-    assert {"admin_token", "llm_api_key"} <= set(line["applied"])
+    assert {"admin_token", "llm_api_key"} <= set(line["applied"]) and line["restart_needed"] == ["llm_model"]
     # Then /admin takes the new token only, and the model server receives the new key
     assert _kill_switch(agent, "POST", old["ADMIN_TOKEN"]) == 401
     assert agent.health()["kill_switch"]["engaged"] is False
@@ -109,8 +109,9 @@ def test_a_new_admin_token_and_api_key_take_effect_on_sighup(
     meta = _drop(home, "after.txt")
     assert meta["outcome"] == "archived" and server.count() == 2
     assert server.requests[-1].headers["Authorization"] == f"Bearer {new['LLM_API_KEY']}"
+    assert server.requests[-1].model == "fake-model"  # a new model needs a restart: the running one is kept
     # and neither key is written anywhere a user reads
-    for secret in (*old.values(), *new.values()):
+    for secret in (old["ADMIN_TOKEN"], old["LLM_API_KEY"], new["ADMIN_TOKEN"], new["LLM_API_KEY"]):
         assert secret not in agent.output() and secret not in (home / "logs" / "audit.jsonl").read_text()
 
 
