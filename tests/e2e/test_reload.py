@@ -157,3 +157,25 @@ def test_a_changed_health_port_is_named_as_needing_a_restart_and_the_old_port_ke
         assert lines[name].endswith("[SIGHUP applies it]"), lines[name]
     for name in ("AGENTD_HOME", "AGENTD_CONCURRENCY", "LLM_PROVIDER", "LLM_BASE_URL"):
         assert lines[name].endswith("[needs a restart]"), lines[name]
+
+
+def test_a_rejected_key_holds_the_files_until_sighup_loads_a_good_one(
+        home: Path, reloadable: Callable[..., ReloadableAgentd], llm_server: Callable[..., FakeLLM]) -> None:
+    # Given a model server that takes only the new key, and a daemon that has the revoked one
+    server = llm_server(api_key="sk-good-key-0123456789")
+    env = server.env()
+    del env["LLM_API_KEY"]
+    agent = reloadable({"LLM_API_KEY": "sk-revoked-0123456789"}, **env)
+    for name in ("one.txt", "two.txt"):
+        (home / "incoming" / name).write_text(f"{name}: please pay the attached invoice of 120 EUR.")
+    # Then the daemon pauses on the rejected credentials instead of failing the backlog
+    wait_until(lambda: "model credentials rejected" in agent.health()["reasons"], timeout=15,
+               message="degraded: model credentials rejected")
+    assert server.count(fault="401") >= 1 and not list((home / "failed").iterdir())
+    # When SIGHUP loads the good key
+    agent.reload({"LLM_API_KEY": "sk-good-key-0123456789"})
+    # Then both files finish by themselves, none failed, and the daemon is healthy again
+    metas = [wait_until(lambda n=n: sidecar_for(home, n), timeout=30, message=n) for n in ("one.txt", "two.txt")]
+    assert [m["outcome"] for m in metas] == ["archived", "archived"]
+    wait_until(lambda: agent.health()["status"] == "ok", timeout=10, message="healthy again")
+    assert server.requests[-1].headers["Authorization"] == "Bearer sk-good-key-0123456789"
