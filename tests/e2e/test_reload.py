@@ -179,3 +179,22 @@ def test_a_rejected_key_holds_the_files_until_sighup_loads_a_good_one(
     assert [m["outcome"] for m in metas] == ["archived", "archived"]
     wait_until(lambda: agent.health()["status"] == "ok", timeout=10, message="healthy again")
     assert server.requests[-1].headers["Authorization"] == "Bearer sk-good-key-0123456789"
+
+
+def test_a_daily_budget_lowered_below_todays_spend_holds_files_until_raised_again(
+        home: Path, reloadable: Callable[..., ReloadableAgentd], llm_server: Callable[..., FakeLLM]) -> None:
+    server = llm_server()
+    agent = reloadable({"DAILY_BUDGET_USD": "0"}, **server.env())
+    assert _drop(home, "paid.txt")["outcome"] == "archived"
+    # When the daily budget is lowered below what today already cost and the daemon gets SIGHUP
+    agent.reload({"DAILY_BUDGET_USD": "0.00001"})
+    (home / "incoming" / "held.txt").write_text("held.txt: please pay the attached invoice of 120 EUR.")
+    # Then the next file waits in incoming/ (seen and held, not failed) and /health says why
+    wait_until(lambda: agent.health()["claiming_paused"] is not None, timeout=10, message="claiming paused")
+    health = agent.health()
+    assert health["status"] == "degraded" and "daily budget spent" in health["reasons"]
+    assert (home / "incoming" / "held.txt").exists() and server.count() == 1
+    # When the budget is raised again, the held file finishes by itself
+    agent.reload({"DAILY_BUDGET_USD": "5.00"})
+    assert wait_until(lambda: sidecar_for(home, "held.txt"), timeout=20, message="held.txt")["outcome"] == "archived"
+    assert server.count() == 2
