@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import sdnotify
 
-from agentd import __version__, logs
+from agentd import __version__, logs, reloading
 from agentd import config as config_mod
 from agentd.config import Config, ConfigError
 from agentd.intake.watcher import Candidate, Watcher
@@ -34,12 +34,6 @@ COUNT_INCOMING_S = 1.0
 REVIEW_STATS_S = 2.0
 RETRY_STALLED_S = 5.0
 RUNNING_FILE = "running"  # present while a daemon runs: found at start-up, the last one crashed
-LIVE_FIELDS = ("admin_token", "llm_api_key", "max_cost_per_run", "daily_budget_usd", "review_confidence",
-               "breaker_failures", "breaker_reset_s", "llm_timeout_s", "llm_max_attempts", "step_timeout_s",
-               "llm_slow_call_s", "redact_pii", "allowed_services", "log_level", "settle_s", "rescan_s")
-RESTART_FIELDS = ("home", "health_host", "health_port", "llm_provider", "llm_base_url", "concurrency", "workflows",
-                  "fsync", "watch_mode", "otel_endpoint", "otel_traces_endpoint", "otel_headers", "otel_service_name",
-                  "otel_resource_attributes")  # the trace exporter keeps what it started with
 TRACE_DRAIN_S = 2.0
 
 
@@ -254,7 +248,7 @@ class Daemon(HealthView):
     # -- main loop --------------------------------------------------------------------
     async def main_loop(self) -> None:
         if self.burst:
-            await self.watcher.scan(self._enqueue, burst=True)
+            await self.watcher.drain(self._enqueue)  # the settle rules hold in a burst too
             await self.queue.join()
             return
         last_retry = time.monotonic()
@@ -357,13 +351,12 @@ class Daemon(HealthView):
             log.error("reload_rejected", variable=exc.variable, problem=exc.problem)
             self.notifier.notify("READY=1")
             return
-        changed = [f for f in RESTART_FIELDS if getattr(fresh, f) != getattr(self.config, f)]
-        applied = [f for f in LIVE_FIELDS if getattr(fresh, f) != getattr(self.config, f)]
+        fresh, applied, changed = reloading.merge(self.config, fresh)
         if changed:
-            log.warning("reload_needs_restart", fields=changed)
-            fresh = fresh.replace(**{f: getattr(self.config, f) for f in changed})
+            log.warning("reload_needs_restart", fields=changed, variables=reloading.variables_of(changed))
         self.config = fresh
         self.services.reconfigure(fresh)
+        logs.configure(fresh.log_format, fresh.log_level, self.services.redactor)  # the level, the new secrets
         self.watcher.config = fresh
         self.services.audit.append("config_reloaded", applied=applied, restart_needed=changed)
         log.info("config_reloaded", applied=applied, restart_needed=changed)

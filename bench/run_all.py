@@ -23,8 +23,8 @@ from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import (backlog, concurrency, idle, latency, loop_lag, offline_triage, startup, startup_audit, throughput,
-                   traces)
+from bench import (backlog, concurrency, health_latency, idle, latency, loop_lag, offline_triage, startup,
+                   startup_audit, throughput, traces)
 from bench.common import ROOT, exit_on_sigterm
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -54,6 +54,7 @@ BENCHES: dict[str, Callable[[bool], Any]] = {
     "traces": traces.run,
     "loop_lag": loop_lag.run,
     "startup_audit": startup_audit.run,
+    "health_latency": health_latency.run,
 }
 
 
@@ -160,7 +161,6 @@ def rows_traces(r: dict[str, Any]) -> list[list[str]]:
               f"{on['all_spans_in_s_after_last_file']} s after the last file"), "", INFO]]
 
 
-
 def rows_loop_lag(r: dict[str, Any]) -> list[list[str]]:
     head = (f"event-loop lag, a {r['slow.pdf_bytes'] / 1e6:.1f} MB PDF of text operators + "
             f"{r['slow.html_bytes'] / 1e3:.0f} KB of unclosed HTML + {r['ordinary']} ordinary files")
@@ -184,10 +184,21 @@ def rows_startup_audit(r: dict[str, Any]) -> list[list[str]]:
              verdict(r["read_whole_history_s"] is None or r["extra_s"] < r["read_whole_history_s"] / 4)]]
 
 
+def rows_health_latency(r: dict[str, Any]) -> list[list[str]]:
+    empty, full = r["empty"], r["full"]
+    return [["11", f"GET /health, {full['requests']} requests over {full['window_s']:g} s: empty home",
+             f"p50 {empty['p50_ms']} ms, p99 {empty['p99_ms']} ms, max {empty['max_ms']} ms", "", INFO],
+            ["11", f"GET /health with {full['archived_files']:,} files in archive/ (counted: "
+                   f"{full['archive_count_on_health']:,})",
+             f"p50 **{full['p50_ms']} ms**, p99 **{full['p99_ms']} ms**, max {full['max_ms']} ms "
+             f"(exec to /health {full['exec_to_health_s']} s)", "p99 < 100 ms", verdict(full["p99_ms"] < 100)]]
+
+
 ROWS = {"throughput": rows_throughput, "latency": rows_latency, "concurrency": rows_concurrency,
         "backlog": rows_backlog, "idle": rows_idle, "startup": rows_startup,
         "offline_triage": rows_offline_triage, "traces": rows_traces, "loop_lag": rows_loop_lag,
-        "startup_audit": rows_startup_audit}
+        "startup_audit": rows_startup_audit,
+        "health_latency": rows_health_latency}
 NUMBER = {name: str(i) for i, name in enumerate(BENCHES, start=1)}
 
 

@@ -276,6 +276,7 @@ def cmd_trace(args: argparse.Namespace, config: Config) -> int:
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
     from agentd import workflows
     from agentd.audit.redact import Redactor
+    from agentd.reloading import applies_on_reload
 
     redact = Redactor(config.secrets)  # and URL credentials (LLM_BASE_URL=https://user:pw@host)
     try:
@@ -294,7 +295,9 @@ def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
             value = ",".join(f"{k}={v}" for k, v in value)
         elif isinstance(value, (tuple, frozenset)):
             value = ",".join(sorted(value)) if isinstance(value, frozenset) else ",".join(value)
-        print(f"  {name}={redact.text(str(value))}")
+        when = "SIGHUP applies it" if applies_on_reload(attr) else "needs a restart"
+        print(f"  {name}={redact.text(str(value))}    [{when}]")
+    print("  (a running daemon picks up the [SIGHUP applies it] variables on `systemctl reload agentd`)")
     print(f"  workflows: {', '.join(sorted(found))}")
     return EX_OK
 

@@ -69,7 +69,8 @@ def scratch_config(config: Config, home: Path, *, concurrency: int | None = None
     caps are lifted so a dry run or a replay is never refused. Without `tools`, ALLOWED_SERVICES
     is empty: no tool has a side effect from a scratch run.
     """
-    changes: dict[str, Any] = {"home": home, "dedupe": False, "fsync": False, "probe_interval_s": 0.0,
+    # settle_s 0: the harness copied every input before the scratch daemon starts (they are complete)
+    changes: dict[str, Any] = {"home": home, "dedupe": False, "fsync": False, "probe_interval_s": 0.0, "settle_s": 0.0,
                                "concurrency": concurrency or config.concurrency, "log_level": "warning",
                                "workflows": config.workflows + workflow_files}
     if not caps:

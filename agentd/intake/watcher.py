@@ -92,6 +92,7 @@ class Watcher:
         self.open_writes: dict[str, float] = {}  # path -> time of its last write event
         self.closed: dict[str, None] = {}  # paths closed after writing, in order
         self.settling: dict[str, float] = {}  # path -> when it will have settled
+        self.unsettled: dict[str, float] = {}  # found by the last scan still changing -> when it will have settled
         self.queued: set[str] = set()
         self.overflow = False
         self.wake = asyncio.Event()
@@ -220,6 +221,7 @@ class Watcher:
             if now < settled_at:
                 if len(self.settling) < HINT_CAP:
                     self.settling[path] = settled_at
+                    self.unsettled[path] = settled_at
                 return None
         self.open_writes.pop(path, None)
         self.settling.pop(path, None)
@@ -227,22 +229,19 @@ class Watcher:
         return Candidate(Path(path), workflow_of(rel.split(os.sep)), rel)
 
     # -- the loop ---------------------------------------------------------------------
-    async def run(self, put: Callable[[Candidate], Awaitable[None]], burst: bool = False) -> None:
+    async def run(self, put: Callable[[Candidate], Awaitable[None]]) -> None:
         """Feed complete files to `put` (which blocks when the work queue is full); supervised, restartable."""
-        if not burst:
-            self._save_unreadable()  # a new list for this daemon (an old one may be stale)
-            self.start_observer()
+        self._save_unreadable()  # a new list for this daemon (an old one may be stale)
+        self.start_observer()
         try:
-            await self._loop(put, burst)
+            await self._loop(put)
         finally:
-            if not burst:
-                self.stop_observer()
+            self.stop_observer()
 
-    async def _loop(self, put: Callable[[Candidate], Awaitable[None]], burst: bool) -> None:
+    async def _loop(self, put: Callable[[Candidate], Awaitable[None]]) -> None:
         next_scan = 0.0
         while True:
-            if not burst:
-                self.check_observer()
+            self.check_observer()
             interval = min(self.config.rescan_s, 1.0) if self.polling else self.config.rescan_s
             while self.closed:
                 path = next(iter(self.closed))
@@ -255,10 +254,8 @@ class Watcher:
                     await self._offer(path, put)
             if now >= next_scan or self.overflow:
                 self.overflow = False
-                await self.scan(put, burst=burst)
+                await self.scan(put)
                 next_scan = self.clock() + interval
-                if burst:
-                    return
             deadline = min([next_scan, *self.settling.values()])
             timeout = max(0.01, deadline - self.clock())
             try:
@@ -273,9 +270,22 @@ class Watcher:
             self.queued.add(path)
             await put(found)
 
-    async def scan(self, put: Callable[[Candidate], Awaitable[None]], burst: bool = False) -> None:
+    async def drain(self, put: Callable[[Candidate], Awaitable[None]],
+                    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        """`--burst`: offer every file in incoming/ once it is complete, then return.
+
+        A file changed less than the settle time ago is taken only once it has settled (a writer
+        still appending keeps it waiting); a deferred file is left for a later run, as ever."""
+        while True:
+            await self.scan(put)
+            if not self.unsettled:
+                return
+            await sleep(max(0.01, min(self.unsettled.values()) - self.clock()))
+
+    async def scan(self, put: Callable[[Candidate], Awaitable[None]]) -> None:
         """One streaming pass over incoming/ and its workflow folders; an unreadable entry is skipped."""
         self.scans += 1
+        self.unsettled.clear()
         self.last_scan_at = self.clock()
         waiting = 0
         stack: list[tuple[str, int]] = [(os.fspath(self.incoming), 0)]
@@ -303,5 +313,5 @@ class Watcher:
                             stack.append((entry.path, depth + 1))
                         continue
                     waiting += 1
-                    await self._offer(entry.path, put, closed=burst)
+                    await self._offer(entry.path, put)
         self.on_counted(waiting)

@@ -35,7 +35,8 @@ class HealthView:
     _oldest: tuple[float, float | None] = (0.0, None)
 
     def counts(self) -> dict[str, int]:
-        """Files per folder, kept current by the spool store (no folder scan here)."""
+        """Files per folder, kept current by the spool store (no folder scan here; a recount runs in a thread)."""
+        self.services.counts.recount_soon(self.config.home)
         counts = self.services.counts.snapshot()
         for folder, n in counts.items():
             self.services.metrics.queue_depth.labels(folder).set(n)

@@ -50,10 +50,10 @@ async def test_an_unreadable_folder_is_skipped_and_the_others_still_claimed(
 
     # When it scans twice
     clock[0] += 10
-    await watcher.scan(put, burst=True)
+    await watcher.scan(put)
     for candidate in found:
         watcher.done(candidate.path)  # tried by a worker: a later scan offers it again
-    await watcher.scan(put, burst=True)
+    await watcher.scan(put)
     # Then the readable files are offered each time, the bad folder is warned about once, with its reason
     assert capsys.readouterr().out.count("entry_skipped") == 1
     assert sorted(c.source for c in found) == ["a.txt", "a.txt", "invoices/b.txt", "invoices/b.txt"]
