@@ -17,10 +17,11 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from agentd.tools.agent import RESULTS_MARKER
 from tests.fakellm import Fault, Seen, answer, tool_call
 from tests.helpers import AgentdProcess, audit_events, sidecar_for, wait_until
 from tests.tools.webhook import Webhook
+
+RESULTS_MARKER = "=== TOOL RESULTS "  # followed by the step's nonce
 
 SUMMARY = {"summary": "notified the operators", "actions": ["notification"]}
 
