@@ -137,22 +137,15 @@ class Daemon(HealthView):
 
     def _console(self) -> Any:
         """The review console on the HTTP listener (its leases in state/)."""
-        from agentd.server.console.app import Console, mount
-
-        console = Console.local(lambda: self.config, self.services.audit, self.services.workflows)
-        return lambda app: mount(app, console)
+        from agentd.server.console.app import mount_for
+        return mount_for(lambda: self.config, self.services.audit, self.services.workflows)
 
     def _start_traces(self) -> Any:
         """The OTLP trace exporter task, only when an endpoint is set (its imports cost nothing otherwise)."""
         if not self.config.traces_url:
             return None
-        from agentd.traces import exporter
-        from agentd.traces.cursor import CursorError
-        try:
-            return exporter.start(self.config, self.services.metrics)
-        except CursorError as exc:  # the daemon's job goes on; traces wait for the operator
-            log.error("trace_export_off", error=str(exc))
-            return None
+        from agentd.traces.exporter import start_or_log
+        return start_or_log(self.config, self.services.metrics)
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()

@@ -228,3 +228,14 @@ def start(config: Config, metrics: Any = None) -> TraceExporter | None:
     if not config.traces_url:
         return None
     return TraceExporter(config, metrics).start()
+
+
+def start_or_log(config: Config, metrics: Any = None) -> TraceExporter | None:
+    """`start`, but a cursor that cannot be read turns tracing off with an error line: the daemon's job goes on."""
+    from agentd.traces.cursor import CursorError
+
+    try:
+        return start(config, metrics)
+    except CursorError as exc:
+        log.error("trace_export_off", error=str(exc))
+        return None

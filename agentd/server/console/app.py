@@ -174,3 +174,9 @@ def mount(app: web.Application, console: Console) -> None:
     views.add_routes(app)
     bulk.add_routes(app)
     item.add_routes(app)
+
+
+def mount_for(config: Callable[[], Any], audit: Any, workflows: Mapping[str, Any]) -> Callable[[web.Application], None]:
+    """What the daemon's HTTP app calls to add the console (state in AGENTD_HOME/state/)."""
+    console = Console.local(config, audit, workflows)
+    return lambda app: mount(app, console)
