@@ -227,7 +227,8 @@ class Gateway:
         if len(run.journal.calls) >= self.config.llm_max_calls_per_run:
             raise ModelError("call_limit", f"the run reached LLM_MAX_CALLS_PER_RUN={self.config.llm_max_calls_per_run}")
         price = self.config.price(model)
-        prompt = request.system + request.user_message() + self._schema_text(request.schema) + \
+        # the schema's name goes out with it (the json_schema's or the answer tool's name): up to 64 bytes
+        prompt = request.system + request.user_message() + request.schema_name + self._schema_text(request.schema) + \
             json.dumps(request.tools) + "".join(str(m.get("content", "")) for m in request.history)
         tokens_bound = token_bound(prompt, 3 + len(request.history)) + getattr(self.provider, "prompt_overhead_tokens", 0)
         return ModelCall(run=run, request=request, provider=self.provider.name, model=model,  # type: ignore[arg-type]
