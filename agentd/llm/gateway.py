@@ -24,6 +24,7 @@ from agentd.spool.journal import MISSING, Journal
 from agentd.spool.layout import iso_utc
 
 MAX_REASKS = 2
+OUTAGE_PARK_S = 5.0  # a run that found every model down waits this long before its next round
 log = logs.get("agentd.llm")
 
 
@@ -53,6 +54,7 @@ class Gateway:
         self._sleep = sleep
         self.clock = clock
         self.outage = Outage(clock)
+        self.answered_at = float("-inf")  # when a model last answered (self.clock)
         self._schema_texts: dict[str, str] = {}
 
     @property
@@ -125,6 +127,7 @@ class Gateway:
         last: ProviderError | None = None
         skipped = missing = 0
         models = self.config.models()
+        began = self.clock()
         for index, model in enumerate(models):
             key = f"{self.provider.name}:{model}"
             if not self.breakers.acquire(key):
@@ -156,11 +159,14 @@ class Gateway:
                 raise
             self._breaker_changed(key, self.breakers.success(key), run.cid)
             self.outage.answered()
+            self.answered_at = self.clock()
             return response
         if missing and missing + skipped == len(models):
             raise self.outage.model_not_found(str(last))
         if last is None or all(not self.breakers.ready(f"{self.provider.name}:{m}") for m in models):
             raise Paused("model_unavailable")
+        if self.answered_at < began:  # no model answered anyone meanwhile: they are down, not failing this run
+            raise Paused("model_unavailable", not_before=time.time() + OUTAGE_PARK_S)
         # the models answer others but failed this run: it waits and goes once more
         raise NetworkError("model_unreachable", f"all models failed; last: {last}", retryable=True)
 

@@ -190,3 +190,31 @@ def test_a_removed_model_is_replaced_by_its_fallback(
     assert "model not found" not in agent.health()["reasons"]
     routes = audit_events(home, "llm_route")
     assert routes and all(r["model"] == "fake-backup" and r["decision"] == "fallback" for r in routes)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("down", ["503", "refused"])
+def test_a_model_down_for_everyone_fails_no_file_before_its_breaker_opens(
+        down: str, home: Path, daemon: Callable[..., AgentdProcess], llm_server: Callable[..., FakeLLM]) -> None:
+    # Given a model that answers nobody (503 to everything, or its port closed), one file, and a
+    # breaker that needs 5 failed rounds to open: fewer failures than that come from one file
+    server = llm_server(usage=(200, 30))
+    if down == "503":
+        server.down()
+    else:
+        server.stop_thread()
+    agent = daemon(**server.env())
+    (name,) = drop(home, 1)
+    failed_calls = lambda: [c for c in audit_events(home, "llm_call") if c["status"] != "ok"]  # noqa: E731
+    # When its calls fail round after round (3 attempts a round)
+    wait_until(lambda: len(failed_calls()) >= 7, timeout=40, message="a third round: the file still waits")
+    # Then it is not failed for it: it waits, and nothing was billed for calls that were not answered
+    assert sidecars(home) == [] and all(float(c["cost_usd"]) == 0 for c in failed_calls())
+    assert agent.health()["failed"] == 0
+    # and when the model answers again the file is archived
+    if down == "503":
+        server.up()
+    else:
+        server.start_thread()
+    meta = wait_until(lambda: sidecar_for(home, name), timeout=60, message="an outcome")
+    assert meta["outcome"] == "archived" and server.count(fault="ok") == 1
