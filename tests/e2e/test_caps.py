@@ -120,6 +120,24 @@ def test_an_answer_without_usage_is_billed_at_its_reservation(
 
 
 @pytest.mark.timeout(60)
+def test_a_2xx_answer_that_is_not_json_is_billed_at_its_reservation(
+        home: Path, daemon: Callable[..., AgentdProcess], llm_server: Callable[..., FakeLLM]) -> None:
+    # Given a server whose first 200 answer is an HTML page (no usage to read), then a valid answer
+    server = llm_server(script=["malformed"], usage=(200, 30))
+    daemon(**server.env())
+    # When a file is processed
+    (name,) = drop(home, 1)
+    meta = wait_until(lambda: sidecar_for(home, name), timeout=30, message="an outcome")
+    # Then the unreadable answer is billed at its reservation (it may have been billed), the retry at its cost
+    assert [s.fault for s in server.requests] == ["malformed", "ok"]
+    unreadable, answered = _calls(home)
+    reserved = reservation(server.requests[0])
+    assert unreadable["status"] == "malformed" and usd(unreadable["cost_usd"]) == reserved > 0
+    assert meta["outcome"] == "archived"
+    assert abs(usd(meta["cost_usd"]) - (reserved + cost(200, 30))) < Decimal("1e-9")
+
+
+@pytest.mark.timeout(60)
 def test_a_call_cancelled_by_the_step_timeout_is_billed_at_its_reservation(
         home: Path, daemon: Callable[..., AgentdProcess], llm_server: Callable[..., FakeLLM]) -> None:
     # Given a model that hangs, and a step timeout (1 s) shorter than the model timeout (20 s)

@@ -46,16 +46,19 @@ def _wait_in_place(home: Path, name: str) -> None:
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("fault", [status(503), Fault("hang")], ids=["503", "timeout"])
+@pytest.mark.parametrize("fault, rounds", [(status(503), 4), (Fault("hang"), 4), (status(401), 2), (status(404), 2)],
+                         ids=["503", "timeout", "401", "404"])
 def test_a_run_that_paid_waits_through_failures_of_its_second_call_and_finishes(
-        fault: Fault, home: Path, daemon: Callable[..., AgentdProcess], llm_server: Callable[..., FakeLLM]) -> None:
-    # Given a two-call workflow whose second call gets 503s (or hangs past LLM_TIMEOUT_S) until told
+        fault: Fault, rounds: int, home: Path, daemon: Callable[..., AgentdProcess],
+        llm_server: Callable[..., FakeLLM]) -> None:
+    # Given a two-call workflow whose second call gets 503s (or hangs past LLM_TIMEOUT_S, or is refused
+    # with 401, or finds its model gone: 404) until told
     responder = SecondCallDown(fault)
     server = llm_server(responder=responder, hang_s=3, usage=(200, 30))
     daemon(AGENTD_WORKFLOWS=WORKFLOWS, LLM_TIMEOUT_S="1", **server.env())
     # When a file runs, its first call is answered and paid, and its second fails round after round
     (name,) = drop(home, 1, folder="two_calls")
-    wait_until(lambda: _failed_seconds(server) >= 4, timeout=40, message="two rounds of failed second calls")
+    wait_until(lambda: _failed_seconds(server) >= rounds, timeout=40, message="rounds of failed second calls")
     # Then it waits in place, nothing fails
     _wait_in_place(home, name)
     # and when the server answers again it finishes, the first answer not bought twice
