@@ -25,6 +25,7 @@ from agentd.spool.layout import iso_utc
 
 MAX_REASKS = 2
 OUTAGE_PARK_S = 5.0  # a run that found every model down waits this long before its next round
+MAX_FAILING = 1024  # questions remembered as failing (by digest); beyond, the memory starts afresh
 log = logs.get("agentd.llm")
 
 
@@ -54,7 +55,8 @@ class Gateway:
         self._sleep = sleep
         self.clock = clock
         self.outage = Outage(clock)
-        self.answered_at = float("-inf")  # when a model last answered (self.clock)
+        self.answered_at = float("-inf")  # when a model last answered anyone (self.clock)
+        self._failing_since: dict[str, float] = {}  # request digest -> when all models first failed it
         self._schema_texts: dict[str, str] = {}
 
     @property
@@ -160,14 +162,19 @@ class Gateway:
             self._breaker_changed(key, self.breakers.success(key), run.cid)
             self.outage.answered()
             self.answered_at = self.clock()
+            if self._failing_since:
+                self._failing_since.pop(request.digest(), None)
             return response
         if missing and missing + skipped == len(models):
             raise self.outage.model_not_found(str(last))
         if last is None or all(not self.breakers.ready(f"{self.provider.name}:{m}") for m in models):
             raise Paused("model_unavailable")
-        if self.answered_at < began:  # no model answered anyone meanwhile: they are down, not failing this run
+        if len(self._failing_since) >= MAX_FAILING:
+            self._failing_since.clear()
+        if self.answered_at < self._failing_since.setdefault(request.digest(), began):
+            # no model answered anyone since this question first failed: they are down, it waits
             raise Paused("model_unavailable", not_before=time.time() + OUTAGE_PARK_S)
-        # the models answer others but failed this run: it waits and goes once more
+        # the models answered others since this question first failed: a strike, it goes once more
         raise NetworkError("model_unreachable", f"all models failed; last: {last}", retryable=True)
 
     def _breaker_changed(self, key: str, state: str | None, cid: str | None = None) -> None:

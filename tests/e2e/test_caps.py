@@ -207,3 +207,25 @@ def test_the_anthropic_reservation_covers_the_tool_use_prompt_overhead(
     assert answered["tokens_in"] == _anthropic_bytes(server.requests[1]) + 500
     assert billed == cost(answered["tokens_in"], answered["tokens_out"]) <= reserved, (billed, reserved)
     assert meta["outcome"] == "archived"
+
+
+@pytest.mark.timeout(90)
+def test_a_call_cancelled_by_the_drain_deadline_is_billed_and_counted_by_the_resumed_run(
+        home: Path, daemon: Callable[..., AgentdProcess], llm_server: Callable[..., FakeLLM]) -> None:
+    # Given a model that hangs on the first request, and a drain deadline of 0.5 s
+    server = llm_server(script=["hang"], hang_s=20, usage=(200, 30))
+    env = dict(server.env(), LLM_TIMEOUT_S="30", AGENTD_DRAIN_TIMEOUT_S="0.5")
+    agent = daemon(**env)
+    (name,) = drop(home, 1)
+    wait_until(lambda: server.count() == 1, timeout=20, message="the call sent")
+    # When the daemon is stopped while the call is in flight, then started again
+    assert agent.stop() == 0
+    (cancelled,) = _calls(home)
+    assert cancelled["status"] == "cancelled" and usd(cancelled["cost_usd"]) == reservation(server.requests[0])
+    daemon(**env)
+    meta = wait_until(lambda: sidecar_for(home, name), timeout=30, message="the resumed run's outcome")
+    # Then the resumed run's cost includes the cancelled call, as the audit log says
+    assert meta["outcome"] == "archived" and server.count() == 2
+    audited = sum(usd(c["cost_usd"]) for c in _calls(home) if c["correlation_id"] == meta["correlation_id"])
+    assert abs(usd(meta["cost_usd"]) - audited) < Decimal("1e-9")
+    assert abs(audited - (usd(cancelled["cost_usd"]) + cost(200, 30))) < Decimal("1e-9")

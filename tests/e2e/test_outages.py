@@ -221,3 +221,21 @@ def test_a_model_down_for_everyone_fails_no_file_before_its_breaker_opens(
         server.start_thread()
     meta = wait_until(lambda: sidecar_for(home, name), timeout=60, message="an outcome")
     assert meta["outcome"] == "archived" and server.count(fault="ok") == 1
+
+
+@pytest.mark.timeout(60)
+def test_a_file_the_model_fails_while_it_answers_others_still_fails_after_one_more_go(
+        home: Path, daemon: Callable[..., AgentdProcess], llm_server: Callable[..., FakeLLM]) -> None:
+    # Given a server that answers 500 to one document, and answers every other one
+    server = llm_server(responder=lambda seen: status(500) if "poison" in (seen.document or "")
+                        else default_answer(seen))
+    daemon(AGENTD_CONCURRENCY="2", **server.env())
+    (target := home / "incoming" / "a-poison.txt").write_text("a poison letter the model cannot take")
+    names = drop(home, 6)
+    # When they run: the others are answered while its attempts fail
+    meta = wait_until(lambda: sidecar_for(home, target.name), timeout=40, message="its outcome")
+    # Then it fails as network after two rounds of attempts, and the others are archived
+    assert meta["outcome"] == "failed" and meta["reason"] == "model_unreachable" and meta["error_class"] == "network"
+    assert server.count(contains="a poison letter") == 6
+    wait_until(lambda: len(sidecars(home, "archive")) == 6, timeout=20, message="the others archived")
+    assert {m["original_name"] for m in sidecars(home, "archive")} == set(names)
