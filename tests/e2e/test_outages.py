@@ -141,16 +141,24 @@ def test_a_rejected_key_pauses_the_backlog_and_a_new_key_by_sighup_resumes_it(
     assert server.count() == len(burst) + len(trials) == server.count(fault="401")
     assert sidecars(home) == []
     wait_until(lambda: {p.name for p in (home / "incoming").iterdir()} == set(names), message="all back in incoming/")
-    # When the operator writes the new key into the env file and sends SIGHUP
-    env_file.write_text("LLM_API_KEY=sk-new-0000000000000000\n")
+    # When the operator loads another key the server rejects too (SIGHUP): it is tried at once, and kept secret
     assert agent.proc is not None
+    refused = server.count(fault="401")
+    env_file.write_text("LLM_API_KEY=sk-wrong-2222222222222222\n")
+    agent.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: server.count(fault="401") > refused, timeout=5, message="the second key tried at once")
+    assert server.requests[-1].headers["Authorization"] == "Bearer sk-wrong-2222222222222222"
+    wait_until(lambda: audit_events(home, "llm_call")[-1]["status"] == "401", message="its refusal audited")
+    # and then writes the right key into the env file and sends SIGHUP
+    env_file.write_text("LLM_API_KEY=sk-new-0000000000000000\n")
     agent.proc.send_signal(signal.SIGHUP)
     # Then every file is archived, with no restart, and nothing failed
     wait_until(lambda: len(terminal_files(home)["archive"]) == 3, timeout=20, message="3 archived")
     assert [sidecar_for(home, n)["outcome"] for n in names] == ["archived"] * 3
     assert server.count(fault="ok") == 3 and agent.starts == 1 and agent.proc.poll() is None
     wait_until(lambda: agent.health()["status"] == "ok", timeout=10, message="health ok again")
-    assert "sk-revoked" not in agent.output() and "sk-new-0000" not in agent.output()
+    written = agent.output() + "".join(p.read_text() for p in (home / "logs").glob("audit*.jsonl"))
+    assert "sk-revoked" not in written and "sk-wrong-2222" not in written and "sk-new-0000" not in written
 
 
 @pytest.mark.timeout(90)
@@ -239,3 +247,28 @@ def test_a_file_the_model_fails_while_it_answers_others_still_fails_after_one_mo
     assert server.count(contains="a poison letter") == 6
     wait_until(lambda: len(sidecars(home, "archive")) == 6, timeout=20, message="the others archived")
     assert {m["original_name"] for m in sidecars(home, "archive")} == set(names)
+
+
+@pytest.mark.timeout(60)
+def test_a_key_loaded_by_sighup_that_the_server_rejects_and_echoes_is_never_written(
+        request: pytest.FixtureRequest, home: Path, llm_server: Callable[..., FakeLLM]) -> None:
+    # Given a daemon working with a good key, and a server that echoes a rejected key in its 401 body
+    server = llm_server(api_key="sk-good-3333333333333333")
+    env_file = home.parent / "agentd.env"
+    env_file.write_text("LLM_API_KEY=sk-good-3333333333333333\n")
+    agent = _start_with_env_file(request, home, env_file, **server.env())
+    drop(home, 1, prefix="before")
+    wait_until(lambda: len(sidecars(home, "archive")) == 1, timeout=20, message="archived with the good key")
+    # When the operator loads a wrong key by SIGHUP and a file arrives
+    env_file.write_text("LLM_API_KEY=sk-typo-4444444444444444\n")
+    assert agent.proc is not None
+    agent.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: audit_events(home, "config_reloaded"), message="the reload")
+    drop(home, 1, prefix="after")
+    wait_until(lambda: "model credentials rejected" in agent.health()["reasons"], timeout=20, message="degraded")
+    # Then the wrong key reached the server but is written nowhere: not in the log, the audit log, /health
+    assert server.count(fault="401") >= 1 and "sk-typo-4444" in str(server.requests[-1].headers)
+    written = agent.output() + "".join(p.read_text() for p in (home / "logs").glob("audit*.jsonl"))
+    assert "model_outage" in agent.output()
+    assert "sk-typo-4444" not in written and "sk-typo-4444" not in str(agent.health())
+    assert sidecars(home, "failed") == []
