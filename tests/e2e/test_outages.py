@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -107,16 +108,15 @@ def _start_with_env_file(request: pytest.FixtureRequest, home: Path, env_file: P
 
 
 def _first_and_trial(home: Path, code: str) -> tuple[list[dict], list[dict]]:
-    """The llm_call lines answered `code`: the first burst (within 1 s of the first) and the trials after it."""
+    """The llm_call lines answered `code`: the first burst (within 2 s of the first) and the trials after it."""
     calls = [c for c in audit_events(home, "llm_call") if c["status"] == code]
     if not calls:
         return [], []
     first = _epoch(calls[0]["ts"])
-    return [c for c in calls if _epoch(c["ts"]) - first < 1], [c for c in calls if _epoch(c["ts"]) - first >= 1]
+    return [c for c in calls if _epoch(c["ts"]) - first < 2], [c for c in calls if _epoch(c["ts"]) - first >= 2]
 
 
 def _epoch(ts: str) -> float:
-    from datetime import datetime
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
@@ -137,7 +137,7 @@ def test_a_rejected_key_pauses_the_backlog_and_a_new_key_by_sighup_resumes_it(
     wait_until(lambda: _first_and_trial(home, "401")[1], timeout=30, message="a trial after the backoff")
     burst, trials = _first_and_trial(home, "401")
     assert len(burst) <= 3 and len(trials) == 1, (len(burst), len(trials))
-    assert 4 <= _epoch(trials[0]["ts"]) - _epoch(burst[0]["ts"]) <= 9  # the first backoff is 5 s
+    assert 4 <= _epoch(trials[0]["ts"]) - _epoch(burst[0]["ts"]) <= 12  # the first backoff is 5 s (not 20)
     assert server.count() == len(burst) + len(trials) == server.count(fault="401")
     assert sidecars(home) == []
     wait_until(lambda: {p.name for p in (home / "incoming").iterdir()} == set(names), message="all back in incoming/")
@@ -173,7 +173,7 @@ def test_a_removed_model_pauses_the_backlog_and_work_resumes_when_it_answers(
     wait_until(lambda: "model not found" in agent.health()["reasons"], timeout=20, message="degraded")
     wait_until(lambda: _first_and_trial(home, "404")[1], timeout=30, message="a trial after the backoff")
     burst, trials = _first_and_trial(home, "404")
-    assert len(burst) <= 3 and len(trials) == 1 and 4 <= _epoch(trials[0]["ts"]) - _epoch(burst[0]["ts"]) <= 9
+    assert len(burst) <= 3 and len(trials) == 1 and 4 <= _epoch(trials[0]["ts"]) - _epoch(burst[0]["ts"]) <= 12
     assert sidecars(home) == [] and server.count() == server.count(fault="404")
     # When the model is back
     server.clear()
