@@ -11,7 +11,7 @@ from agentd.llm.offline import minimal_instance
 
 DOCUMENT = re.compile(r"<<<DOCUMENT ([0-9a-f]+)\n(.*?)\nDOCUMENT \1>>>", re.S)
 KINDS = ("ok", "answer", "status", "hang", "disconnect", "malformed", "empty", "not_json", "schema_invalid",
-         "tool_call", "length", "refusal", "content_filter")
+         "tool_call", "length", "refusal", "content_filter", "no_usage")
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,8 @@ def openai_answer(seen: Seen, fault: Fault, value: Any, tokens: Tokens, next_id:
     usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
              "prompt_tokens_details": {"cached_tokens": cached}}
     envelope = {"id": f"chatcmpl-{next_id()}", "object": "chat.completion", "model": seen.model, "usage": usage}
+    if fault.kind == "no_usage":  # a server that never reports token counts
+        del envelope["usage"]
     if fault.kind == "empty":
         return envelope
     return {**envelope, "choices": [{"index": 0, "message": message, "finish_reason": finish}]}
@@ -182,4 +184,6 @@ def anthropic_answer(seen: Seen, fault: Fault, value: Any, tokens: Tokens,
     usage = {"input_tokens": prompt - cached, "output_tokens": completion, "cache_read_input_tokens": cached,
              "cache_creation_input_tokens": 0}
     envelope = {"id": f"msg_{next_id()}", "type": "message", "role": "assistant", "model": seen.model, "usage": usage}
+    if fault.kind == "no_usage":
+        del envelope["usage"]
     return envelope if fault.kind == "empty" else {**envelope, "content": blocks, "stop_reason": stop}

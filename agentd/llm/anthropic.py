@@ -52,8 +52,9 @@ def _messages(request: LLMRequest) -> list[dict[str, Any]]:
 
 class AnthropicProvider(HTTPProvider):
     name = "anthropic"
-    # the Messages API adds a tool-use system prompt (~350 tokens, more for `any`/forced tools) to the input
-    prompt_overhead_tokens = 600
+    # the Messages API adds a tool-use system prompt (~350 tokens, more for `any`/forced tools) to the input,
+    # and a structured ask sends the answer tool's description and framing besides its name and schema
+    prompt_overhead_tokens = 600 + len(json.dumps([{"name": "", "description": ANSWER_TOOL, "input_schema": {}}]))
 
     def headers(self) -> dict[str, str]:
         return {"x-api-key": self.api_key, "anthropic-version": API_VERSION, "content-type": "application/json"}

@@ -24,6 +24,8 @@ from agentd.spool.journal import MISSING, Journal
 from agentd.spool.layout import iso_utc
 
 MAX_REASKS = 2
+OUTAGE_PARK_S = 5.0  # a run that found every model down waits this long before its next round
+MAX_FAILING = 1024  # questions remembered as failing (by digest); beyond, the memory starts afresh
 log = logs.get("agentd.llm")
 
 
@@ -53,6 +55,8 @@ class Gateway:
         self._sleep = sleep
         self.clock = clock
         self.outage = Outage(clock)
+        self.answered_at = float("-inf")  # when a model last answered anyone (self.clock)
+        self._failing_since: dict[str, float] = {}  # request digest -> when all models first failed it
         self._schema_texts: dict[str, str] = {}
 
     @property
@@ -125,6 +129,7 @@ class Gateway:
         last: ProviderError | None = None
         skipped = missing = 0
         models = self.config.models()
+        began = self.clock()
         for index, model in enumerate(models):
             key = f"{self.provider.name}:{model}"
             if not self.breakers.acquire(key):
@@ -156,12 +161,20 @@ class Gateway:
                 raise
             self._breaker_changed(key, self.breakers.success(key), run.cid)
             self.outage.answered()
+            self.answered_at = self.clock()
+            if self._failing_since:
+                self._failing_since.pop(request.digest(), None)
             return response
         if missing and missing + skipped == len(models):
             raise self.outage.model_not_found(str(last))
         if last is None or all(not self.breakers.ready(f"{self.provider.name}:{m}") for m in models):
             raise Paused("model_unavailable")
-        # the models answer others but failed this run: it waits and goes once more
+        if len(self._failing_since) >= MAX_FAILING:
+            self._failing_since.clear()
+        if self.answered_at < self._failing_since.setdefault(request.digest(), began):
+            # no model answered anyone since this question first failed: they are down, it waits
+            raise Paused("model_unavailable", not_before=time.time() + OUTAGE_PARK_S)
+        # the models answered others since this question first failed: a strike, it goes once more
         raise NetworkError("model_unreachable", f"all models failed; last: {last}", retryable=True)
 
     def _breaker_changed(self, key: str, state: str | None, cid: str | None = None) -> None:
@@ -227,7 +240,8 @@ class Gateway:
         if len(run.journal.calls) >= self.config.llm_max_calls_per_run:
             raise ModelError("call_limit", f"the run reached LLM_MAX_CALLS_PER_RUN={self.config.llm_max_calls_per_run}")
         price = self.config.price(model)
-        prompt = request.system + request.user_message() + self._schema_text(request.schema) + \
+        # the schema's name goes out with it (the json_schema's or the answer tool's name): up to 64 bytes
+        prompt = request.system + request.user_message() + request.schema_name + self._schema_text(request.schema) + \
             json.dumps(request.tools) + "".join(str(m.get("content", "")) for m in request.history)
         tokens_bound = token_bound(prompt, 3 + len(request.history)) + getattr(self.provider, "prompt_overhead_tokens", 0)
         return ModelCall(run=run, request=request, provider=self.provider.name, model=model,  # type: ignore[arg-type]

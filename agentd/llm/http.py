@@ -119,12 +119,12 @@ class HTTPProvider:
                              cost_unknown=True) from None
         if not 200 <= status < 300:
             raise self._status_error(status, answer_headers, raw)
-        try:
+        try:  # a 2xx body we cannot read has no usage we can read: the call may be billed, amount unknown
             data = json.loads(raw)
         except ValueError:
-            raise self.malformed(f"the HTTP {status} body is not JSON") from None
+            raise self.malformed(f"the HTTP {status} body is not JSON", usage_known=False) from None
         if not isinstance(data, dict):
-            raise self.malformed("the JSON body is not an object")
+            raise self.malformed("the JSON body is not an object", usage_known=False)
         return data
 
     def _status_error(self, status: int, headers: Mapping[str, str], raw: bytes) -> ProviderError:

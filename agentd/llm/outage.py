@@ -41,12 +41,16 @@ class Outage:
 
     # -- credentials and models ---------------------------------------------------------
     def _start(self, reason: str, detail: str) -> Paused:
+        """An outage seen, or seen again: only a failed trial (one due) doubles the wait; the other runs
+        that were in flight when it began fail at about the same time and leave the trial time alone."""
+        now = self.clock()
         if self.reason != reason:
             log.error("model_outage", reason=REASONS[reason], detail=detail, probe_in_s=self.wait_s)
-        else:
+            self.probe_at = now + self.wait_s
+        elif now >= self.probe_at:
             self.wait_s = min(MAX_PROBE_S, self.wait_s * 2)
+            self.probe_at = now + self.wait_s
         self.reason, self.detail = reason, detail
-        self.probe_at = self.clock() + self.wait_s
         return Paused(reason)
 
     def credentials_rejected(self, detail: str) -> Paused:

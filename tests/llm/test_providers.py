@@ -214,10 +214,11 @@ async def test_a_dropped_connection_is_retryable(connect: Connect, wire: str) ->
 
 
 @pytest.mark.parametrize("wire", WIRES)
-async def test_a_body_that_is_not_json_is_a_retryable_malformed_answer(connect: Connect, wire: str) -> None:
+async def test_a_body_that_is_not_json_is_a_retryable_malformed_answer_of_unknown_cost(
+        connect: Connect, wire: str) -> None:
     _, provider = await connect(wire, script=["malformed"])
     error = await failure(provider)
-    assert (error.retryable, error.kind, error.label) == (True, "malformed", "malformed")
+    assert (error.retryable, error.kind, error.label, error.cost_unknown) == (True, "malformed", "malformed", True)
 
 
 @pytest.mark.parametrize("wire", WIRES)
