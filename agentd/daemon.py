@@ -86,7 +86,7 @@ class Daemon(HealthView):
     async def startup(self) -> None:
         c = self.config
         c.state_dir.mkdir(parents=True, exist_ok=True)
-        self._lock()
+        self._lock_fd = take_state_lock(self.config.state_dir)
         self.services = s = build(c, provider=self.provider, wait_open=self.wait_open)
         s.pipeline.on_finish, s.pipeline.on_progress = self._on_finish, self._progress
         s.guards.extra_gates.append(self._deferral_gate)
@@ -131,9 +131,6 @@ class Daemon(HealthView):
         if self.health_port is None:
             return None
         return f"http://{self.config.health_host}:{self.health_port}/health"
-
-    def _lock(self) -> None:
-        self._lock_fd = take_state_lock(self.config.state_dir)
 
     def _console(self) -> Any:
         """The review console on the HTTP listener (its leases in state/)."""
@@ -399,7 +396,3 @@ class Daemon(HealthView):
 
     def _set_kill(self, engaged: bool, reason: str, by: str) -> dict[str, Any]:
         return self.services.kill.set(engaged, self.services.audit, reason=reason, by=by)
-
-
-async def run(config: Config, burst: bool = False, env_file: str | None = None) -> int:
-    return await Daemon(config, burst=burst, env_file=env_file).serve()
