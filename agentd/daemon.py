@@ -272,7 +272,8 @@ class Daemon(HealthView):
 
     def _recount_incoming(self) -> None:
         """incoming/ is filled by others: count it in a thread every second (the store counts the rest)."""
-        self._every("incoming", COUNT_INCOMING_S, self.services.counts.set_incoming,
+        waiting = self.services.counts.snapshot().get(INCOMING, 0)  # a backlog is counted less often
+        self._every("incoming", max(COUNT_INCOMING_S, waiting / 2000), self.services.counts.set_incoming,
                     count_entries, self.config.incoming, INCOMING)
 
     def _recount_review(self) -> None:
