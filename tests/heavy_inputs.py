@@ -6,6 +6,7 @@ under a second; what it costs is the parser's CPU time or memory.
 from __future__ import annotations
 
 import zlib
+from tests.tools.scans import pdf_of
 
 TEXT_OPERATOR = b"1 0 0 1 10 10 Tm (word) Tj "
 
@@ -27,16 +28,7 @@ def pdf(pages: list[list[bytes]]) -> bytes:
                        b"/Resources << /Font << /F1 %d 0 R >> >> /Contents [%s] >>" % (font, refs))
     objects += streams
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return pdf_of(objects)
 
 
 def stream(content: bytes, flate: bool = False) -> bytes:

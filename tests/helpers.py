@@ -216,3 +216,16 @@ def metric(text: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError(f"no metric {name} in /metrics")
+
+
+def drop_letters(home: Path, count: int, prefix: str = "doc", folder: str = "",
+                 text: str = "{prefix} {i}: please pay the attached invoice of 120 EUR.") -> list[str]:
+    """`count` small text files in incoming/ (or incoming/<folder>/); their names."""
+    target = home / "incoming" / folder if folder else home / "incoming"
+    target.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i in range(count):
+        name = f"{prefix}-{i:03d}.txt"
+        (target / name).write_text(text.format(prefix=prefix, i=i))
+        names.append(name)
+    return names

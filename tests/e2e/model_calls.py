@@ -9,6 +9,7 @@ from pathlib import Path
 from agentd.llm.base import token_bound
 from agentd.workflows.triage import TRIAGE_SCHEMA
 from tests.fakellm import Seen
+from tests.helpers import drop_letters
 
 PRICE_IN, PRICE_OUT = Decimal("1.00"), Decimal("2.00")  # FakeLLM.env()'s prices, USD per MTok
 MTOK = Decimal(1_000_000)
@@ -16,15 +17,8 @@ WORKFLOWS = str(Path(__file__).with_name("outage_workflows.py"))
 
 
 def drop(home: Path, count: int, prefix: str = "doc", folder: str = "") -> list[str]:
-    """`count` small letters in incoming/ (or incoming/<folder>/); their names."""
-    target = home / "incoming" / folder if folder else home / "incoming"
-    target.mkdir(parents=True, exist_ok=True)
-    names = []
-    for i in range(count):
-        name = f"{prefix}-{i:03d}.txt"
-        (target / name).write_text(f"{prefix} {i}: please pay the attached invoice of 120 EUR.")
-        names.append(name)
-    return names
+    """`count` small letters asking to pay an invoice; their names."""
+    return drop_letters(home, count, prefix, folder)
 
 
 def usd(value: object) -> Decimal:

@@ -10,6 +10,7 @@ from typing import Any
 
 from agentd.evals.tokens import encoding
 from tests.fakewire import Seen
+from tests.tools.scans import pdf_of
 
 ENCODING = encoding("o200k_base")
 PARAGRAPH = ("Invoice {n} from ACME Widgets Ltd. for the services of November. The amount due is "
@@ -39,16 +40,7 @@ def minimal_pdf(text: str) -> bytes:
                 b"/Resources << /Font << /F1 5 0 R >> >> >>"),
                b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(body) + body + b"\nendstream",
                b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, obj in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + obj + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return pdf_of(objects)
 
 
 def text(paragraphs: int, start: int = 0) -> str:

@@ -8,20 +8,13 @@ from typing import Callable
 import pytest
 
 from tests.fakellm import FakeLLM, answer, status
-from tests.helpers import AgentdProcess, audit_events, sidecar_for, sidecars, terminal_files, wait_until
+from tests.helpers import AgentdProcess, audit_events, drop_letters, sidecar_for, sidecars, terminal_files, wait_until
 
 FIXTURE = str(Path(__file__).resolve().parent.parent / "workflows_fixture.py")
 
 
 def _drop(home: Path, count: int, prefix: str = "doc", folder: str = "") -> list[str]:
-    target = home / "incoming" / folder if folder else home / "incoming"
-    target.mkdir(parents=True, exist_ok=True)
-    names = []
-    for i in range(count):
-        name = f"{prefix}-{i:03d}.txt"
-        (target / name).write_text(f"{prefix} number {i}: a short business letter.")
-        names.append(name)
-    return names
+    return drop_letters(home, count, prefix, folder, text="{prefix} number {i}: a short business letter.")
 
 
 @pytest.mark.timeout(180)

@@ -87,6 +87,12 @@ def scanned_pdf(path: Path, text: str) -> Path:
         + pixels + b"\nendstream",
         f"<< /Length {len(content)} >>\nstream\n".encode() + content + b"\nendstream",
     ]
+    path.write_bytes(pdf_of(objects))
+    return path
+
+
+def pdf_of(objects: list[bytes]) -> bytes:
+    """A PDF file of these objects (1 is the catalog), with its cross-reference table."""
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for number, body in enumerate(objects, 1):
@@ -96,5 +102,4 @@ def scanned_pdf(path: Path, text: str) -> Path:
     out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
     out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
     out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    path.write_bytes(bytes(out))
-    return path
+    return bytes(out)
