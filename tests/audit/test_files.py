@@ -15,8 +15,10 @@ DAY_S = 86400.0
 
 
 def _days_of_log(tmp_path: Path, days: int = 4, per_day: int = 40, max_bytes: int = 4096) -> tuple[AuditLog, float]:
-    """A log written over `days` days (driven clock), rotating every few lines."""
-    clock = [time.time() - days * DAY_S]
+    """A log written over `days` days (driven clock), rotating every few lines, ending at yesterday's noon UTC
+    (a fixed time of day: the files' day boundaries never fall within the readers' clock-step margin)."""
+    yesterday_noon = (time.time() // DAY_S) * DAY_S - DAY_S / 2
+    clock = [yesterday_noon - days * DAY_S]
 
     def now() -> float:
         clock[0] += DAY_S / per_day
