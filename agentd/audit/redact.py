@@ -35,6 +35,20 @@ STATE_KEYS = frozenset({"original_name", "raw_name", "file", "path", "duplicate_
 # one pass to tell whether any shape is present at all (most strings have none)
 _ANY = re.compile("|".join(f"(?:{p.pattern.removeprefix('(?i)')})" for p, _ in RULES + URL_RULES),
                   re.IGNORECASE)
+# a literal every shape holds (case as its rule matches it): a string with none of them is
+# passed over without a regex. Case-insensitive rules are looked for in the casefolded text,
+# where the only letter re's IGNORECASE matches differently (dotless i) is mapped back.
+_CASED_MARKERS = ("=", "://", "sk-", "AKIA", "ASIA", "gh", "xox")
+_FOLDED_MARKERS = ("bearer", "basic", "key", "authorization")
+CACHE_SIZE = 4096  # scrubbed strings remembered (a sidecar's values reach the audit log and the log again)
+CACHE_MAX_CHARS = 2048
+
+
+def _may_hold_a_shape(value: str) -> bool:
+    if any(marker in value for marker in _CASED_MARKERS):
+        return True
+    folded = value.casefold().replace("\u0131", "i")
+    return any(marker in folded for marker in _FOLDED_MARKERS)
 
 
 def mask_urls(text: str) -> str:
@@ -48,13 +62,34 @@ class Redactor:
     """Callable that scrubs a string, or every string inside a JSON-like value (state keys kept)."""
 
     def __init__(self, secrets: Iterable[str] = ()):
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self._cache: dict[str, str] = {}
+        self.secrets = secrets  # type: ignore[assignment]
+
+    @property
+    def secrets(self) -> list[str]:
+        return self._secrets
+
+    @secrets.setter
+    def secrets(self, secrets: Iterable[str]) -> None:
+        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self._cache = {}  # what was clean may hold a new secret
 
     def text(self, value: str) -> str:
-        for secret in self.secrets:
+        done = self._cache.get(value)
+        if done is None:
+            done = self._text(value)
+            if len(value) > CACHE_MAX_CHARS:
+                return done
+            if len(self._cache) >= CACHE_SIZE:
+                self._cache = {}
+            self._cache[value] = done
+        return done
+
+    def _text(self, value: str) -> str:
+        for secret in self._secrets:
             if secret in value:
                 value = value.replace(secret, MASK)
-        if len(value) < 8 or not _ANY.search(value):
+        if len(value) < 8 or not _may_hold_a_shape(value) or not _ANY.search(value):
             return value
         for pattern, replacement in RULES + URL_RULES:
             value = pattern.sub(replacement, value)

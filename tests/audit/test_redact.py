@@ -141,3 +141,50 @@ def test_a_bad_url_is_named_without_its_credentials(home: Path) -> None:
     result = cli(home, "check-config", LLM_BASE_URL="ftp://bob:s3cret-pw@127.0.0.1/v1")
     assert result.returncode == 78
     assert "LLM_BASE_URL" in result.stderr and "s3cret-pw" not in result.stderr and "127.0.0.1/v1" in result.stderr
+
+
+def _every_rule(value: str) -> str:
+    """What the shapes do to a string when every rule is applied, with no quick check first."""
+    from agentd.audit.redact import RULES, URL_RULES
+    for pattern, replacement in RULES + URL_RULES:
+        value = pattern.sub(replacement, value)
+    return value
+
+
+SHAPES = ["Bearer abcdefgh12345678", "BASIC dXNlcjpwYXNzd29yZA==", "sk-proj-abcdefghijkl0123", "sk-ant-x_y-0123456789",
+          "AKIAABCDEFGHIJKLMNOP", "ASIA0123456789ABCDEF", "x-api-key: zzzzzzzzzzzz", 'API_KEY="abcdefghijk"',
+          "apikey=0123456789ab", "Authorization: tok-0123456789", "basic QWxhZGRpbjpvcGVu", "aws_secret_access_key = abcdEFGH1234",
+          "ghp_abcdefghijklmnopqrstuvwxyz", "xoxb-0123456789-abcdef", "https://user:pw@example.org/x",
+          "see postgres://admin:hunter2@db:5432/app", "https://h/x?session_id=abc123&x=1",
+          "https://h/x?sig=abcdef;token=zzz", "/cb?AccessToken=abc#frag"]
+# letters re's IGNORECASE takes for ASCII ones: the Kelvin sign, the long s, dotless and dotted i
+LOOKALIKES = {"k": "\u212a", "s": "\u017f", "i": "\u0131"}
+
+
+def test_the_quick_check_never_lets_a_shape_through() -> None:
+    """The literal pre-check skips the regexes only for strings no rule would change."""
+    import random
+    rng = random.Random(11)
+    prose = ["Invoice 2024-001", "amount due 1.234,50 EUR", "please reply by Friday", "key figures", "a=b",
+             "Dear Ms Rossi", "ghost town", "taxonomy", "http://example.org/plain", "e-mail: a@b.example"]
+    samples = list(SHAPES) + prose
+    for shape in SHAPES:
+        samples += [shape.upper(), shape.lower(), f"({shape})", f"{rng.choice(prose)} {shape} {rng.choice(prose)}"]
+        for ascii_letter, lookalike in LOOKALIKES.items():
+            samples += [shape.replace(ascii_letter, lookalike), shape.lower().replace(ascii_letter, lookalike)]
+    redactor = Redactor()
+    changed = 0
+    for sample in samples:
+        expected = _every_rule(sample)
+        assert redactor.text(sample) == expected, sample
+        changed += expected != sample
+    assert changed >= len(SHAPES) * 4  # the corpus does hold shapes the rules take
+
+
+def test_a_secret_loaded_later_is_masked_in_a_string_scrubbed_before() -> None:
+    redactor = Redactor(["first-secret-value"])
+    line = "the new key is second-secret-value"
+    assert redactor.text(line) == line
+    redactor.secrets = ["first-secret-value", "second-secret-value"]  # what SIGHUP does
+    assert redactor.text(line) == f"the new key is {MASK}"
+    assert redactor.text("first-secret-value!") == f"{MASK}!"
