@@ -192,7 +192,9 @@ def _finish(config: Config, sidecar: Path, data: Path, meta: dict[str, Any], app
     log = audit or open_for(config, redact)
     try:
         store = Store(config, log, GroupSync(enabled=config.fsync), Deferrals(config.state_dir))
-        return store.decide_review(data, Outcome(outcome), {k: v for k, v in new.items() if v is not None}, decision)
+        # the new sidecar as its file and its audit line will both hold it (a reviewer's edits redacted)
+        return store.decide_review(data, Outcome(outcome), redact({k: v for k, v in new.items() if v is not None}),
+                                   decision)
     finally:
         if audit is None:
             log.close()

@@ -17,6 +17,7 @@ from agentd.durable import GroupSync
 
 DAY_S = 86400.0
 ANCHOR_INTERVAL_S = 0.5  # the anchor is rewritten (and fsynced) at most this often by group commits
+PATH_CHECK_S = 1.0  # a current file renamed by hand (no append) is noticed within this
 
 
 class AuditLog:
@@ -42,6 +43,8 @@ class AuditLog:
         self.suspect: list[str] = []  # what start-up found that only tampering explains
         self._anchored_at = -ANCHOR_INTERVAL_S
         self._catch_up: asyncio.TimerHandle | None = None
+        self._staged: list[dict[str, Any]] = []
+        self._path_checked_at = float("-inf")
         self.sync.after_sync(self.path, self._anchor_head, self._advance_anchor)
 
     # -- opening and repair ---------------------------------------------------------
@@ -71,6 +74,8 @@ class AuditLog:
         self._size = -1
 
     def close(self) -> None:
+        if self._staged and self._fd is not None:
+            self.write_staged()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -142,18 +147,48 @@ class AuditLog:
         return None
 
     # -- appending --------------------------------------------------------------------
-    def append(self, event: str, **fields: Any) -> Entry:
-        """Append one event; durable only after `await flush()`."""
+    def append(self, event: str, redacted: dict[str, Any] | None = None, **fields: Any) -> Entry:
+        """Append one event (after the lines staged before it); durable only after `await flush()`.
+
+        `redacted`: fields already scrubbed by the caller's redactor (a sidecar), kept as they are."""
+        record = self._record(event, fields, redacted)
+        self._write([*self._staged, record])
+        self._staged = []
+        return self.last
+
+    def stage(self, event: str, **fields: Any) -> None:
+        """An event written with the next append or flush, whichever comes first, in one write.
+
+        For lines that need not be on disk at once (a step's end): a crash may lose them
+        unless `write_staged()` is called before anything that can take long."""
+        self._staged.append(self._record(event, fields, None))
+
+    def write_staged(self) -> None:
+        if self._staged:
+            self._write(self._staged)
+            self._staged = []
+
+    def _record(self, event: str, fields: dict[str, Any], redacted: dict[str, Any] | None) -> dict[str, Any]:
+        record = self.redact({k: v for k, v in fields.items() if v is not None})
+        if redacted:
+            record.update(redacted)
+        record.update(ts=iso_of(self.clock()), event=event)
+        return record
+
+    def _write(self, records: list[dict[str, Any]]) -> None:
         if self._fd is None:
             self.open()
-        record = self.redact({k: v for k, v in fields.items() if v is not None})
         try:
             with self._locked():
                 self._follow_other_writers()
-                record.update(ts=iso_of(self.clock()), event=event, seq=self.last.seq + 1, prev=self.last.hash)
-                body = canonical(record)
-                digest = hashlib.sha256(body).hexdigest()
-                data = body[:-1] + b',"hash":"' + digest.encode() + b'"}\n'
+                chunks, last = [], self.last
+                for record in records:
+                    record.update(seq=last.seq + 1, prev=last.hash)
+                    body = canonical(record)
+                    digest = hashlib.sha256(body).hexdigest()
+                    chunks.append(body[:-1] + b',"hash":"' + digest.encode() + b'"}\n')
+                    last = Entry(record["seq"], digest)
+                data = b"".join(chunks)
                 try:
                     written = os.write(self._fd, data)  # type: ignore[arg-type]
                     if written != len(data):
@@ -162,14 +197,13 @@ class AuditLog:
                     os.ftruncate(self._fd, self._size)  # type: ignore[arg-type]  # no torn line
                     raise
                 self._size += len(data)
-                self.last = Entry(record["seq"], digest)
+                self.last = last
                 if self._size >= self.max_bytes:
                     self._rotate()
             self.writable = True
         except OSError:
             self.writable = False
             raise
-        return self.last
 
     def _hold_current(self) -> os.stat_result:
         """With our lock held: make sure our descriptor is the current file, not one rotated away.
@@ -189,7 +223,15 @@ class AuditLog:
             fcntl.flock(self._fd, fcntl.LOCK_EX)  # type: ignore[arg-type]
 
     def _follow_other_writers(self) -> None:
-        """Another process (the CLI) may have appended or rotated since our last write."""
+        """Another process (the CLI) may have appended or rotated since our last write.
+
+        A writer that rotates appends first, so a file still of the size we left it, still
+        linked, was not rotated by anyone: the path is looked at again only once a second."""
+        ours = os.fstat(self._fd)  # type: ignore[arg-type]
+        now = time.monotonic()
+        if ours.st_size == self._size and ours.st_nlink and now - self._path_checked_at < PATH_CHECK_S:
+            return
+        self._path_checked_at = now
         size = self._hold_current().st_size
         if size != self._size:
             tail, _ = self._read_tail()
@@ -215,6 +257,7 @@ class AuditLog:
     # -- durability and the anchor ------------------------------------------------------
     async def flush(self) -> None:
         """Wait until everything appended so far is on disk (group commit; the anchor follows)."""
+        self.write_staged()
         try:
             await self.sync.sync([self.path])
         except OSError:
@@ -224,6 +267,7 @@ class AuditLog:
             self._advance_anchor(self.last)  # no fsync rounds to follow: move it here
 
     def flush_now(self) -> None:
+        self.write_staged()
         if self._fd is not None:
             if self.sync.enabled:
                 os.fsync(self._fd)

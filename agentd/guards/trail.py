@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from agentd import logs
-from agentd.guards.base import Guard, ToolCall
+from agentd.guards.base import Guard, ModelCall, ToolCall
 from agentd.spool.layout import display_name
 
 log = logs.get("agentd.tools")
@@ -32,9 +32,17 @@ class AuditTrailGuard(Guard):
 
     def after_step(self, run: Any, step: str, status: str, started_at: str, duration_ms: float,
                    error: BaseException | None = None) -> None:
-        self.audit.append("step", correlation_id=run.cid, workflow=run.workflow, step=step, status=status,
+        # written with the next line (one write, one lock): before any call that can take long
+        self.audit.stage("step", correlation_id=run.cid, workflow=run.workflow, step=step, status=status,
                           started_at=started_at, duration_ms=duration_ms,
                           error_class=(getattr(error, "error_class", "internal") if status == "failed" else None))
+
+    def before_model_call(self, call: ModelCall) -> None:
+        if call.provider != "offline":  # a request can hang: the steps before it are on disk first
+            self.audit.write_staged()
+
+    def before_tool_call(self, call: ToolCall) -> None:
+        self.audit.write_staged()
 
     def after_tool_call(self, call: ToolCall) -> None:
         run = call.run

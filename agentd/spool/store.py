@@ -211,7 +211,8 @@ class Store:
         self._reserved.add(final)
         try:
             record = self.audit.append("outcome", correlation_id=claim.cid, workflow=claim.workflow,
-                                       outcome=outcome.value, file=final.name, **audit_fields, sidecar=sidecar)
+                                       outcome=outcome.value, file=final.name, **audit_fields,
+                                       redacted={"sidecar": sidecar})  # the pipeline redacted it
             claim.logged_outcome = {"outcome": outcome.value, "file": final.name, "sidecar": sidecar,
                                     "seq": record.seq, "hash": record.hash}
             self.crash_point("after_outcome_line")
@@ -297,7 +298,7 @@ class Store:
         self._reserved.add(final)
         try:
             entry = self.audit.append("review_decision", correlation_id=cid, workflow=workflow, **decision,
-                                      outcome=outcome.value, file=final.name, sidecar=meta)
+                                      outcome=outcome.value, file=final.name, redacted={"sidecar": meta})
             self.audit.flush_now()
             meta_path = layout.sidecar_of(final)
             write_json(meta_path, {**meta, "audit_seq": entry.seq, "audit_hash": entry.hash})
