@@ -233,3 +233,37 @@ def test_the_cli_appending_while_the_daemon_works_keeps_the_chain(
     result = cli(home, "audit", "verify")
     assert result.returncode == 0, result.stdout
     assert len(audit_events(home, "kill_switch")) == flips and len(audit_events(home, "outcome")) == 30
+
+
+def test_staged_lines_go_out_with_the_next_line_in_order_and_on_flush(tmp_path: Path) -> None:
+    now = [1_700_000_000.0]
+    log = AuditLog(tmp_path, clock=lambda: now[0]).open()
+    log.stage("step", step="a", note="sk-abcdefghijklmnopqrstu")  # staged lines are redacted too
+    now[0] += 1
+    log.stage("step", step="b")
+    assert [r["event"] for r in iter_records(tmp_path)] == []  # nothing written yet
+    now[0] += 1
+    entry = log.append("outcome", outcome="archived")
+    records = list(iter_records(tmp_path))
+    assert [(r["event"], r.get("step"), r["seq"]) for r in records] == [
+        ("step", "a", 1), ("step", "b", 2), ("outcome", None, 3)]
+    assert [r["ts"][:19] for r in records] == ["2023-11-14T22:13:20", "2023-11-14T22:13:21", "2023-11-14T22:13:22"]
+    assert entry.seq == 3 and entry.hash == records[-1]["hash"] and "sk-abc" not in log.path.read_text()
+    log.stage("step", step="c")
+    log.flush_now()
+    log.stage("step", step="d")
+    log.close()
+    assert [r.get("step") for r in iter_records(tmp_path)][-2:] == ["c", "d"]
+    assert verify(tmp_path) == (5, [])
+
+
+def test_a_current_file_renamed_by_hand_is_left_within_a_second(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentd.audit import log as log_mod
+    clock = [100.0]
+    monkeypatch.setattr(log_mod.time, "monotonic", lambda: clock[0])
+    log = AuditLog(tmp_path).open()
+    log.append("one")
+    (tmp_path / "audit.jsonl").rename(tmp_path / "moved.jsonl")  # no append: same size, still linked
+    clock[0] += log_mod.PATH_CHECK_S + 0.1
+    log.append("two")
+    assert [r["event"] for r in map(json.loads, (tmp_path / "audit.jsonl").read_text().splitlines())] == ["two"]
