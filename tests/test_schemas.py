@@ -81,3 +81,69 @@ def test_an_invalid_schema_is_refused_and_not_cached() -> None:
 ])
 def test_check_says_where_and_what(value: Any, problem: str | None) -> None:
     assert check(inline(1), value) == problem
+
+
+# -- the compiled fast check: it may only ever say "valid" where jsonschema does ----------------
+def _values(rng: Any, depth: int = 0) -> Any:
+    """Random JSON-ish values, heavy on the ones the two libraries could tell apart."""
+    pool: list[Any] = [None, True, False, 0, 1, -1, 1.0, 0.5, 2.5, 1e300, "", "a", "invoice", "x" * 40, "ü",
+                       [], {}, 3, 10]
+    if depth < 3:
+        pool += [[_values(rng, depth + 1) for _ in range(rng.randint(0, 3))],
+                 {rng.choice(["a", "b", "label", "n", "extra"]): _values(rng, depth + 1) for _ in range(rng.randint(0, 3))}]
+    return rng.choice(pool)
+
+
+DIFFERENTIAL_SCHEMAS: list[dict[str, Any]] = [
+    {"type": "object", "required": ["label"], "additionalProperties": False,
+     "properties": {"label": {"type": "string", "enum": ["invoice", "a", "other"]}, "n": {"type": "integer"},
+                    "b": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 3}, "maxItems": 2}}},
+    {"type": "object", "properties": {"a": {"type": ["string", "null"], "maxLength": 1},
+                                      "b": {"anyOf": [{"type": "boolean"}, {"type": "integer", "exclusiveMinimum": 0}]},
+                                      "n": {"oneOf": [{"type": "number"}, {"type": "integer"}]}}},
+    {"type": "array", "minItems": 1, "items": {"not": {"type": "object"}}},
+    {"type": "object", "properties": {"a": {"const": "a"}, "b": {"type": "string", "pattern": "^[a-z]+$"},
+                                      "label": {"type": "number"}}, "minProperties": 1},
+    {"type": "object", "properties": {"a": {"enum": [1, True]}, "b": {"uniqueItems": True}}},  # not plain
+]
+
+
+def test_the_fast_check_never_accepts_what_jsonschema_rejects() -> None:
+    import random
+    from agentd.workflows.triage import TRIAGE_SCHEMA
+    rng = random.Random(5)
+    for schema in [*DIFFERENTIAL_SCHEMAS, TRIAGE_SCHEMA]:
+        slow = jsonschema.Draft202012Validator(schema)
+        agreed = 0
+        for _ in range(3000):
+            value = _values(rng)
+            if schema is TRIAGE_SCHEMA and isinstance(value, dict):
+                value = {**_triage_answer(), **value}
+            verdict = check(schema, value)
+            assert (verdict is None) == slow.is_valid(value), (schema, value, verdict)
+            agreed += verdict is None
+        assert agreed > 0 or schema is TRIAGE_SCHEMA
+
+
+def _triage_answer() -> dict[str, Any]:
+    return {"document_type": "invoice", "summary": "s", "entities": {k: [] for k in
+            ("people", "organizations", "emails", "amounts", "dates")}, "requested_action": "pay", "party": "",
+            "confidence": 0.5}
+
+
+@pytest.mark.parametrize("value, valid", [
+    ({"n": True}, False), ({"n": 1.0}, True), ({"n": 1.5}, False), ({"label": 1}, False), ({"label": True}, False),
+    ({"b": [True]}, False), ({"b": [0, 3]}, True), ({"b": [0, 3, 1]}, False), ({"label": "invoice"}, True)])
+def test_booleans_integers_and_floats_are_told_apart_as_json_schema_does(value: dict[str, Any], valid: bool) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}, "label": {"enum": ["invoice"]},
+                                               "b": {"type": "array", "maxItems": 2, "items": {"type": "number"}}}}
+    for _ in range(schemas.FAST_AFTER_USES + 1):  # the compiled check is in use from the second one on
+        assert (check(schema, value) is None) is valid
+
+
+def test_only_plain_schemas_get_the_compiled_check() -> None:
+    assert schemas._is_plain(DIFFERENTIAL_SCHEMAS[0]) and schemas._is_plain(DIFFERENTIAL_SCHEMAS[1])
+    assert not schemas._is_plain(DIFFERENTIAL_SCHEMAS[4])  # an enum of numbers and booleans
+    assert not schemas._is_plain({"type": "object", "patternProperties": {"^x": {"type": "string"}}})
+    assert not schemas._is_plain({"$defs": {"a": {"type": "string"}}, "$ref": "#/$defs/a"})
+    assert not schemas._is_plain({"prefixItems": [{"type": "string"}]})
