@@ -115,6 +115,10 @@ class Guard:
         """A tool call ended."""
 
 
+HOOKS = tuple(f"{when}_{what}" for what in ("run", "step", "ask", "model_call", "tool_call")
+              for when in ("before", "after"))
+
+
 class Guards:
     """The ordered guard list and the emitters the pipeline, the gateway and the tools call."""
 
@@ -122,6 +126,12 @@ class Guards:
                  extra_gates: Iterable[Callable[[Kind, bool], str | None]] = ()):
         self.items: tuple[Guard, ...] = tuple(guards)
         self.extra_gates = list(extra_gates)
+        # each hook's overriding methods, in emit order (a no-op hook is not called at all)
+        self._hooks: dict[str, tuple[Callable[..., None], ...]] = {}
+        for name in HOOKS:
+            ordered = self.items if name.startswith("before_") else tuple(reversed(self.items))
+            self._hooks[name] = tuple(getattr(g, name) for g in ordered
+                                      if getattr(type(g), name) is not getattr(Guard, name))
 
     def configure(self, config: Any) -> None:
         for guard in self.items:
@@ -150,9 +160,9 @@ class Guards:
         return min(limits) if limits else None
 
     def before(self, hook: str, *args: Any) -> None:
-        for guard in self.items:
-            getattr(guard, f"before_{hook}")(*args)
+        for method in self._hooks["before_" + hook]:
+            method(*args)
 
     def after(self, hook: str, *args: Any, **kwargs: Any) -> None:
-        for guard in reversed(self.items):
-            getattr(guard, f"after_{hook}")(*args, **kwargs)
+        for method in self._hooks["after_" + hook]:
+            method(*args, **kwargs)

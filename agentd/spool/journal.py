@@ -3,9 +3,9 @@
 A resumed run replays from it instead of paying or acting again. It lives in the
 run's processing folder and goes with it when the run reaches its terminal place.
 Entries stay in memory until the run does something precious (a paid model call, a
-tool's side effect); from then on every entry is on disk before the run goes on. A run
-of free, deterministic steps (the offline provider) writes no journal at all: after a
-crash it simply runs again.
+tool's side effect), and are serialized only then; from then on every entry is on disk
+before the run goes on. A run of free, deterministic steps (the offline provider) writes
+(and serializes) no journal at all: after a crash it simply runs again.
 """
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ class Journal:
         self.calls: list[dict[str, Any]] = []
         self.precious = False
         self.unsynced = False
-        self._pending: list[bytes] = []
+        self._pending: list[dict[str, Any]] = []  # serialized only when written (a free run never is)
+        self._unwritten = b""  # what a short write left of the last lines
         self._fd: int | None = None
         self.load()
 
@@ -60,7 +61,7 @@ class Journal:
         return self.values.get(key, MISSING)
 
     def _append(self, entry: dict[str, Any]) -> None:
-        self._pending.append(_line(entry))
+        self._pending.append(entry)
         if self.precious:
             self._write()
 
@@ -68,13 +69,14 @@ class Journal:
         """Write what is pending; on a short write or an error (a full disk) it stays pending, in memory."""
         if self._fd is None:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        data = b"".join(self._pending)
+        data = self._unwritten + b"".join(_line(entry) for entry in self._pending)
+        self._pending = []
         view = memoryview(data)
         try:
             while view:
                 view = view[os.write(self._fd, view):]
         finally:
-            self._pending = [bytes(view)] if view else []
+            self._unwritten = bytes(view)
 
     def mark_precious(self) -> None:
         """From now on everything is written: what follows must not be repeated."""
