@@ -15,6 +15,7 @@ from agentd.llm.breaker import Breakers
 from agentd.llm.gateway import Gateway, make_provider
 from agentd.metrics import Metrics
 from agentd.audit.redact import Redactor
+from agentd.run.isolated import POOL as EXTRACT_POOL, UNRESOLVABLE
 from agentd.run.pipeline import Pipeline
 from agentd.spool.counts import Counts
 from agentd.spool.dedupe import DedupeIndex
@@ -95,7 +96,8 @@ def build(config: Config, *, provider: Provider | None = None, tools: Mapping[st
     kill = KillSwitch(config.state_dir)
     registry = dict(builtin_tools() if tools is None else tools)
     guards = default_guards(config, kill, budget, audit, metrics, registry)
-    provider = provider or make_provider(config, workflows_mod.offline_rules(workflows))
+    provider = provider or make_provider(config, workflows_mod.offline_rules(workflows),
+                                         isolate=EXTRACT_POOL.rule, unresolvable=UNRESOLVABLE)
     gateway = Gateway(config, provider, guards, breakers, audit, metrics)
     guards.extra_gates.append(gateway.blocks)
     toolbox = ToolBox(config, guards, guards.of(AuditTrailGuard), registry)

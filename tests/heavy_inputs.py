@@ -65,3 +65,14 @@ def rules_bomb_text() -> bytes:
     """40 KB of plain text that made the offline provider's regexes quadratic (about 6 s of CPU before)."""
     return (b"A1" * 5000 + b"\n" + b"1," * 5000 + b"\n" + b"A&" * 5000 + b"\n"
             + b"from: " + b"\n" * 5000 + b"!\n")
+
+
+def company_names_text(count: int = 3000) -> bytes:
+    """40 KB of distinct company names, one a line: the party rules compare every name with every
+    other (about a second of CPU), so they run in a parser process, under LLM_TIMEOUT_S."""
+    import random
+    import string
+    rng = random.Random(1)
+    names = ("".join([rng.choice(string.ascii_uppercase), *rng.choices(string.ascii_lowercase, k=6)]) + " GmbH"
+             for _ in range(count))
+    return "\n".join(names).encode()[:40_000]

@@ -14,7 +14,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from agentd import logs
 from agentd.config import Config, crash_point
-from agentd.errors import ModelError, NetworkError, Paused
+from agentd.errors import AgentdError, ModelError, NetworkError, Paused
 from agentd.guards.base import Ask, Guards, ModelCall
 from agentd.llm.base import ASK_KEY, LLMRequest, LLMResponse, Provider, ProviderError, token_bound
 from agentd.llm.breaker import CLOSED, OPEN, STATE_LEVEL, Breakers
@@ -259,6 +259,9 @@ class Gateway:
         except ProviderError as exc:
             call.error = exc
             self._measured(call, exc.tokens_in, exc.tokens_out, 0, known=not exc.cost_unknown, status=exc.label)
+        except AgentdError as exc:  # the offline provider's rule timed out or failed on this document
+            self._measured(call, 0, 0, 0, known=True, status=exc.reason)
+            raise
         except BaseException:  # cancelled (a drain deadline, a step timeout): the request may be billed
             self._measured(call, 0, 0, 0, known=False, status="cancelled")
             raise
@@ -310,8 +313,10 @@ class Gateway:
         await self.provider.close()
 
 
-def make_provider(config: Config, offline_rules: Mapping[str, Callable[[str], Any]] | None = None) -> Provider:
-    """The configured provider (imported lazily so offline runs need no HTTP client)."""
+def make_provider(config: Config, offline_rules: Mapping[str, Callable[[str], Any]] | None = None,
+                  **offline: Any) -> Provider:
+    """The configured provider (imported lazily so offline runs need no HTTP client); `offline`:
+    the offline provider's isolate and unresolvable (agentd.run.isolated's pool)."""
     if config.llm_provider == "openai":
         from agentd.llm.openai import OpenAIProvider
         return OpenAIProvider(config)
@@ -319,5 +324,5 @@ def make_provider(config: Config, offline_rules: Mapping[str, Callable[[str], An
         from agentd.llm.anthropic import AnthropicProvider
         return AnthropicProvider(config)
     from agentd.llm.offline import OfflineProvider
-    return OfflineProvider(offline_rules)
+    return OfflineProvider(offline_rules, **offline)
 

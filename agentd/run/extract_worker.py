@@ -1,4 +1,5 @@
-"""The parser process of agentd.run.isolated: limits itself, then extracts one file per request frame.
+"""The parser process of agentd.run.isolated: limits itself, then extracts one file per request frame
+(or answers an offline rule: a request naming `module:function` with the document's text).
 
 Run as `python -m agentd.run.extract_worker MEMORY_MB` by agentd.run.isolated only. It imports as
 little as it can (no asyncio, no logging set-up; pypdf on the first PDF), so a fresh one
@@ -7,6 +8,7 @@ JSON header, raw bytes.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -86,6 +88,36 @@ def reply(name: str, data: bytes) -> tuple[dict[str, Any], bytes]:
     return {"kind": document.kind, "meta": document.meta}, body
 
 
+_RULES: dict[str, Any] = {}
+
+
+def _rule(ref: str) -> Any:
+    """The function `module:qualname` names (imported once)."""
+    found = _RULES.get(ref)
+    if found is None:
+        module, _, qualname = ref.partition(":")
+        found = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+        _RULES[ref] = found
+    return found
+
+
+def answer_rule(ref: str, data: bytes) -> tuple[dict[str, Any], bytes]:
+    try:
+        rule = _rule(ref)
+    except (ImportError, AttributeError, ValueError) as exc:
+        return {"error": "unresolvable", "detail": f"{exc.__class__.__name__}: {exc}"[:300]}, b""
+    try:
+        answer = rule(data.decode("utf-8", "surrogatepass"))
+        body = json.dumps(answer, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (the rule's bug is reported to the daemon, which fails the run)
+        return {"error": "rule", "detail": f"{exc.__class__.__name__}: {exc}"[:300]}, b""
+    return {"answer": True}, body
+
+
 def serve(memory_mb: int) -> None:
     """One request frame in, one answer frame out, until stdin closes."""
     parent = os.getppid()
@@ -102,7 +134,10 @@ def serve(memory_mb: int) -> None:
         request = json.loads(stdin.read(head_len))
         data = stdin.read(body_len)
         try:
-            header, body = reply(str(request["name"]), data)
+            if "rule" in request:
+                header, body = answer_rule(str(request["rule"]), data)
+            else:
+                header, body = reply(str(request["name"]), data)
         except MemoryError:
             del data
             send(out, {"error": "memory", "exit": True})

@@ -22,10 +22,10 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from agentd import logs
-from agentd.errors import DataError, InternalError
+from agentd.errors import AgentdError, DataError, InternalError
 from agentd.run.extract import TEXT_TYPES, Document, extract
 from agentd.run.extract_worker import FRAME, MAX_TEXT_BYTES
 
@@ -36,6 +36,7 @@ MAX_HEADER_BYTES = 1 << 20
 START_TIMEOUT_S = 30.0
 SPAWN_AFTER_S = 0.05  # all workers busy this long: start one more (up to the pool's size)
 STDERR_TAIL_BYTES = 2000
+UNRESOLVABLE = object()  # a rule the parser process cannot import: the caller runs it itself
 ENV_KEPT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "PYTHONPATH", "PYTHONHOME", "PYTHONFAULTHANDLER", "VIRTUAL_ENV")
 
 
@@ -92,17 +93,20 @@ class Worker:
     def pid(self) -> int:
         return self.proc.pid
 
-    async def run(self, name: str, data: bytes, timeout_s: float) -> tuple[Document | DataError, bool]:
-        """Parse one file: (the document or its DataError, whether this worker may be reused)."""
-        head = json.dumps({"name": name}).encode()
+    async def _exchange(self, request: dict[str, Any], data: bytes, timeout_s: float) -> tuple[dict[str, Any], bytes]:
+        head = json.dumps(request).encode()
         stdin = self.proc.stdin
         assert stdin is not None
+        async with asyncio.timeout(timeout_s):
+            stdin.write(FRAME.pack(len(head), len(data)) + head)
+            stdin.write(data)
+            await stdin.drain()
+            return await self._read_frame()
+
+    async def run(self, name: str, data: bytes, timeout_s: float) -> tuple[Document | DataError, bool]:
+        """Parse one file: (the document or its DataError, whether this worker may be reused)."""
         try:
-            async with asyncio.timeout(timeout_s):
-                stdin.write(FRAME.pack(len(head), len(data)) + head)
-                stdin.write(data)
-                await stdin.drain()
-                header, body = await self._read_frame()
+            header, body = await self._exchange({"name": name}, data, timeout_s)
             return self._answer(header, body), not header.get("exit")
         except TimeoutError:
             await self.stop()
@@ -111,9 +115,34 @@ class Worker:
         except (asyncio.IncompleteReadError, ConnectionError):
             return await self._died(), False
         except (ValueError, TypeError) as exc:  # a parser process is not trusted to speak the protocol
+            return await self._malformed(exc), False
+
+    async def rule(self, ref: str, text: str, timeout_s: float) -> tuple[Any, bool]:
+        """Answer an offline rule: ((the answer, its JSON) or an AgentdError or UNRESOLVABLE, reusable)."""
+        try:
+            header, body = await self._exchange({"rule": ref}, text.encode("utf-8", "surrogatepass"), timeout_s)
+            if header.get("error") == "memory":
+                return DataError("rule_memory_limit", "the offline rule needed more than AGENTD_EXTRACT_MEMORY_MB="
+                                                      f"{self.memory_mb} MB on this document; it was stopped"), False
+            if header.get("error") == "unresolvable":
+                return UNRESOLVABLE, True
+            if header.get("error") == "rule":
+                return InternalError("offline_rule_failed", str(header.get("detail", ""))[:300]), True
+            content = body.decode("utf-8", "surrogatepass")
+            return (json.loads(content), content), True
+        except TimeoutError:
             await self.stop()
-            log.warning("extract_worker_malformed", pid=self.pid, error=f"{exc.__class__.__name__}: {exc}"[:300])
-            return DataError("extract_crashed", "the parser process sent a malformed answer"), False
+            return DataError("rule_timeout", f"the offline rule took over {timeout_s:g}s on this document; "
+                                             "it was stopped"), False
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return await self._died("answering the offline rule"), False
+        except (ValueError, TypeError) as exc:
+            return await self._malformed(exc), False
+
+    async def _malformed(self, exc: Exception) -> DataError:
+        await self.stop()
+        log.warning("extract_worker_malformed", pid=self.pid, error=f"{exc.__class__.__name__}: {exc}"[:300])
+        return DataError("extract_crashed", "the parser process sent a malformed answer")
 
     def _answer(self, header: dict[str, Any], body: bytes) -> Document | DataError:
         if "kind" in header:
@@ -126,13 +155,13 @@ class Worker:
         extra = {str(k): v for k, v in extra.items() if k not in ("reason", "detail")}
         return DataError(str(header.get("reason", "extract_failed")), str(header.get("detail", "")), **extra)
 
-    async def _died(self) -> DataError:
+    async def _died(self, doing: str = "extracting the text") -> DataError:
         how = await self.stop(kill=False)
         log.warning("extract_worker_died", pid=self.pid, exit=how, stderr=self.stderr_text()[-500:])
         if self.proc.returncode == -signal.SIGKILL:
             return DataError("extract_memory_limit", "the parser process was killed (SIGKILL: most likely the "
-                                                     "kernel's out-of-memory killer) while extracting the text")
-        return DataError("extract_crashed", f"the parser process died ({how}) while extracting the text")
+                                                     "kernel's out-of-memory killer) while " + doing)
+        return DataError("extract_crashed", f"the parser process died ({how}) while {doing}")
 
     async def _read_frame(self) -> tuple[dict[str, Any], bytes]:
         stdout = self.proc.stdout
@@ -239,12 +268,27 @@ class ExtractPool:
         self._follow_loop()
         if memory_mb is not None:
             self.memory_mb = memory_mb
+        answer = await self._use(lambda worker: worker.run(name, data, timeout_s))
+        if isinstance(answer, DataError):
+            raise answer
+        return answer
+
+    async def rule(self, ref: str, text: str, timeout_s: float) -> Any:
+        """An offline rule's (answer, its JSON) for `text`, computed in a parser process within
+        `timeout_s`; UNRESOLVABLE when the process cannot import `ref` (module:qualname)."""
+        self._follow_loop()
+        answer = await self._use(lambda worker: worker.rule(ref, text, timeout_s))
+        if isinstance(answer, AgentdError):
+            raise answer
+        return answer
+
+    async def _use(self, work: Callable[[Worker], Awaitable[tuple[Any, bool]]]) -> Any:
         async with self._slots:
             worker = await self._acquire()
             reusable = False
             self._busy.add(worker)
             try:
-                answer, reusable = await worker.run(name, data, timeout_s)
+                answer, reusable = await work(worker)
             finally:
                 self._busy.discard(worker)
                 if reusable:
@@ -252,8 +296,6 @@ class ExtractPool:
                     self._freed.set()
                 else:
                     await asyncio.shield(self._retire(worker))
-        if isinstance(answer, DataError):
-            raise answer
         return answer
 
     async def _acquire(self) -> Worker:
