@@ -77,12 +77,13 @@ def sidecar_for(home: Path, original_name: str) -> dict | None:
 
 
 def audit_events(home: Path, event: str | None = None) -> list[dict]:
+    """The audit log's complete lines (a line the daemon is writing right now has no newline yet)."""
     records = []
     logs = home / "logs"
     files = sorted(logs.glob("audit-*.jsonl")) + [logs / "audit.jsonl"]
     for path in files:
         if path.exists():
-            for line in path.read_text().splitlines():
+            for line in path.read_text().split("\n")[:-1]:
                 if line.strip():
                     record = json.loads(line)
                     if event is None or record.get("event") == event:
