@@ -27,14 +27,18 @@ def test_a_fault_mix_archives_most_files_and_never_storms_the_server(
     names = _drop(home, 100)
     # When 100 files run
     wait_until(lambda: len(sidecars(home)) == 100, timeout=150, message="100 outcomes")
-    # Then at least 80 are archived, the rest failed as network or model, at most 6 requests a file
+    # Then at least 80 are archived, the rest failed as network or model
     metas = [sidecar_for(home, n) for n in names]
     archived = [m for m in metas if m["outcome"] == "archived"]
     failed = [m for m in metas if m["outcome"] == "failed"]
     assert len(archived) >= 80, [m.get("reason") for m in failed]
     assert {m["error_class"] for m in failed} <= {"network", "model"}
+    # And no file storms the server: at most three goes of LLM_MAX_ATTEMPTS=3 (its first, one after a
+    # wait while no model had answered anyone yet, as a first file can meet, and one strike), and
+    # in all at most two and a half requests a file (a storm is many times that)
     per_file = server.documents()
-    assert max(per_file.values()) <= 6, per_file.most_common(3)
+    assert max(per_file.values()) <= 9, per_file.most_common(3)
+    assert sum(per_file.values()) <= 2.5 * len(names), sum(per_file.values())
     statuses = {e["status"] for e in audit_events(home, "llm_call")}
     assert {"ok", "500", "429"} <= statuses
 
