@@ -24,6 +24,7 @@ from agentd.spool.layout import INCOMING
 from agentd.spool.lock import take_state_lock
 from agentd.spool.store import Claim
 from agentd.supervisor import Supervisor
+from agentd.periodic import Periodic
 from agentd.server.looplag import LoopLag
 from agentd.run.isolated import POOL as EXTRACT_POOL
 
@@ -35,6 +36,7 @@ REVIEW_STATS_S = 2.0
 RETRY_STALLED_S = 5.0
 RUNNING_FILE = "running"  # present while a daemon runs: found at start-up, the last one crashed
 TRACE_DRAIN_S = 2.0
+BUSY_AFTER_S = 10.0  # the loop-lag gauge samples every 25 ms while busy and this long after
 
 
 class Daemon(HealthView):
@@ -69,9 +71,8 @@ class Daemon(HealthView):
         self._last_problems: list[str] = []
         self._write_checked_at = 0.0
         self._writable = True
-        self._counted_at: dict[str, float] = {}
-        self._counting: dict[str, asyncio.Future[Any]] = {}
-        self.loop_lag = LoopLag()
+        self.periodic = Periodic()
+        self.loop_lag = LoopLag(busy=self._busy)
 
     # -- the table of contents ------------------------------------------------------------
     async def serve(self) -> int:
@@ -225,6 +226,10 @@ class Daemon(HealthView):
             self.services.metrics.in_flight.set(self.in_flight)
             self.last_progress_at = time.time()
 
+    def _busy(self) -> bool:
+        """Runs in flight or waiting, or finished in the last BUSY_AFTER_S."""
+        return bool(self.in_flight or self.queue.qsize()) or time.monotonic() - self.last_progress_mono < BUSY_AFTER_S
+
     def _progress(self) -> None:
         self.last_progress_mono = time.monotonic()
 
@@ -273,29 +278,14 @@ class Daemon(HealthView):
     def _recount_incoming(self) -> None:
         """incoming/ is filled by others: count it in a thread every second (the store counts the rest)."""
         waiting = self.services.counts.snapshot().get(INCOMING, 0)  # a backlog is counted less often
-        self._every("incoming", max(COUNT_INCOMING_S, waiting / 2000), self.services.counts.set_incoming,
+        self.periodic.every("incoming", max(COUNT_INCOMING_S, waiting / 2000), self.services.counts.set_incoming,
                     count_entries, self.config.incoming, INCOMING)
 
     def _recount_review(self) -> None:
         """The review gauges read every sidecar in review/: in a thread, every few seconds, never on a scrape."""
         c = self.config
-        self._every("review", REVIEW_STATS_S, self.services.metrics.set_review,
+        self.periodic.every("review", REVIEW_STATS_S, self.services.metrics.set_review,
                     review_stats, c.home, c.review_sla_s, time.time())
-
-    def _every(self, name: str, every_s: float, use: Callable[[Any], None], fn: Callable[..., Any], *args: Any) -> None:
-        """Run `fn(*args)` in a thread at most every `every_s`, one at a time, and hand its result to `use`."""
-        now = time.monotonic()
-        if now - self._counted_at.get(name, 0.0) < every_s or name in self._counting:
-            return
-        self._counted_at[name] = now
-
-        def done(task: "asyncio.Future[Any]") -> None:
-            self._counting.pop(name, None)
-            if not task.cancelled() and task.exception() is None:
-                use(task.result())
-
-        task = self._counting[name] = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-        task.add_done_callback(done)
 
     def _retry_stalled(self) -> None:
         """After an I/O error (a full disk): check the audit log again, then retry the runs."""

@@ -7,15 +7,20 @@ import time
 from typing import Callable
 
 INTERVAL_S = 0.025
+IDLE_INTERVAL_S = 0.25
 WINDOW_S = 60
 
 
 class LoopLag:
-    """A task that sleeps INTERVAL_S at a time; any lateness is time the loop could not run."""
+    """A task that sleeps INTERVAL_S at a time (IDLE_INTERVAL_S while `busy()` says there is no work:
+    an idle daemon wakes 4 times a second, not 40); any lateness is time the loop could not run."""
 
     def __init__(self, interval_s: float = INTERVAL_S, window_s: int = WINDOW_S,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, busy: Callable[[], bool] = lambda: True,
+                 idle_interval_s: float = IDLE_INTERVAL_S):
         self.interval_s = interval_s
+        self.idle_interval_s = idle_interval_s
+        self.busy = busy
         self.clock = clock
         self._seconds: collections.deque[tuple[int, float]] = collections.deque(maxlen=window_s)
         self.window_s = window_s
@@ -36,6 +41,7 @@ class LoopLag:
 
     async def run(self) -> None:
         while True:
+            interval = self.interval_s if self.busy() else self.idle_interval_s
             before = self.clock()
-            await asyncio.sleep(self.interval_s)
-            self.record(max(0.0, self.clock() - before - self.interval_s))
+            await asyncio.sleep(interval)
+            self.record(max(0.0, self.clock() - before - interval))
