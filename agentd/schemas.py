@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import fastjsonschema
-import jsonschema
+if TYPE_CHECKING:  # both are imported on the first check: start-up does not wait for them
+    import jsonschema
 
 MAX_CACHED = 256
 FAST_AFTER_USES = 2  # a one-off inline schema is not worth compiling (about 3 ms)
@@ -34,7 +34,7 @@ ANNOTATIONS = frozenset({"title", "description", "default", "examples", "$commen
 
 @dataclass
 class _Cached:
-    slow: jsonschema.Draft202012Validator
+    slow: "jsonschema.Draft202012Validator"
     plain: bool
     uses: int = 0
     fast: Callable[[Any], Any] | None = field(default=None)
@@ -87,6 +87,8 @@ def _cached(schema: dict[str, Any]) -> _Cached:
     if found is not None:
         _validators.move_to_end(key)
         return found
+    import jsonschema
+
     jsonschema.Draft202012Validator.check_schema(schema)
     found = _validators[key] = _Cached(jsonschema.Draft202012Validator(schema), _is_plain(schema))
     if len(_validators) > MAX_CACHED:
@@ -94,7 +96,7 @@ def _cached(schema: dict[str, Any]) -> _Cached:
     return found
 
 
-def validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
+def validator(schema: dict[str, Any]) -> "jsonschema.Draft202012Validator":
     """A checked validator for `schema`, shared by every schema with the same content."""
     return _cached(schema).slow
 
@@ -102,6 +104,8 @@ def validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
 def _fast_valid(cached: _Cached, value: Any) -> bool:
     if not cached.plain:
         return False
+    import fastjsonschema
+
     if cached.fast is None:
         cached.uses += 1
         if cached.uses < FAST_AFTER_USES:
@@ -123,7 +127,9 @@ def check(schema: dict[str, Any], value: Any) -> str | None:
     cached = _cached(schema)
     if _fast_valid(cached, value):
         return None
-    error = jsonschema.exceptions.best_match(cached.slow.iter_errors(value))
+    from jsonschema.exceptions import best_match
+
+    error = best_match(cached.slow.iter_errors(value))
     if error is None:
         return None
     where = "/".join(str(p) for p in error.absolute_path) or "(root)"

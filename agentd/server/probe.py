@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 
 from agentd.durable import GroupSync, write_json
 from agentd.errors import AgentdError
 from agentd.llm.base import LLMRequest
 from agentd.llm.offline import OfflineProvider
-from agentd.run.isolated import extract_isolated
+from agentd.run.isolated import POOL, UNRESOLVABLE, extract_isolated
+from agentd.schemas import check as schema_problem
 from agentd.workflows.triage import SYSTEM, TRIAGE, TRIAGE_SCHEMA
 
 CANARY = (b"From: Probe Sender <probe@example.invalid>\nSubject: Invoice 0000\n\n"
@@ -38,7 +38,7 @@ class Probe:
     def __init__(self, state_dir: Path, sync: GroupSync):
         self.dir = state_dir / "probe"
         self.sync = sync
-        self.provider = OfflineProvider(TRIAGE.offline_rules)
+        self.provider = OfflineProvider(TRIAGE.offline_rules, isolate=POOL.rule, unresolvable=UNRESOLVABLE)
         self.last: ProbeResult | None = None
 
     async def run(self) -> ProbeResult:
@@ -47,7 +47,7 @@ class Probe:
             async with asyncio.timeout(PROBE_TIMEOUT_S):
                 await self._once()
             result = ProbeResult(True, time.time(), round((time.monotonic() - started) * 1000, 1))
-        except (OSError, ValueError, TimeoutError, jsonschema.ValidationError, AgentdError) as exc:
+        except (OSError, ValueError, TimeoutError, AgentdError) as exc:
             result = ProbeResult(False, time.time(), round((time.monotonic() - started) * 1000, 1),
                                  f"{exc.__class__.__name__}: {exc}"[:300])
         self.last = result
@@ -57,7 +57,9 @@ class Probe:
         document = await extract_isolated("canary.eml", CANARY, PROBE_TIMEOUT_S)  # the parser processes too
         request = LLMRequest(task="triage", system=SYSTEM, document=document.text, schema=TRIAGE_SCHEMA)
         answer = await self.provider.complete(request, "offline-rules", PROBE_TIMEOUT_S)
-        jsonschema.validate(answer.parsed, TRIAGE_SCHEMA)
+        problem = schema_problem(TRIAGE_SCHEMA, answer.parsed)
+        if problem:
+            raise ValueError(f"the canary's answer fails the triage schema: {problem}")
         if answer.parsed["document_type"] != "invoice":
             raise ValueError(f"canary classified as {answer.parsed['document_type']!r}, not invoice")
         self.dir.mkdir(parents=True, exist_ok=True)

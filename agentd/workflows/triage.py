@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from agentd.errors import NeedsReview
-from agentd.workflows.triage_rules import triage as offline_triage
+from agentd.workflows.triage_offline import offline_triage
 from agentd.workflows import Workflow, step
 
 if TYPE_CHECKING:

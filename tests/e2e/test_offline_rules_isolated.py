@@ -18,11 +18,12 @@ from agentd.llm.base import LLMRequest
 from agentd.llm.offline import OfflineProvider, isolated_ref
 from agentd.run.isolated import UNRESOLVABLE, ExtractPool
 from agentd.workflows import triage_rules
-from agentd.workflows.triage import TRIAGE_SCHEMA
+from agentd.workflows.triage import TRIAGE, TRIAGE_SCHEMA
 from tests.heavy_inputs import company_names_text
 from tests.helpers import AgentdProcess, HealthPoller, sidecar_for, wait_until
 
 EVAL = "builtins:eval"
+RULE = TRIAGE.offline_rules["triage"]  # the workflow's declared rule: imports the rules where it runs
 
 
 async def test_a_rule_answers_from_a_parser_process_with_its_json() -> None:
@@ -74,11 +75,11 @@ async def test_the_built_in_triage_runs_in_a_parser_process_and_answers_as_in_pl
         asked.append(ref)
         return await pool.rule(ref, text, timeout_s)
 
-    provider = OfflineProvider({"triage": triage_rules.triage}, isolate=isolate, unresolvable=UNRESOLVABLE)
+    provider = OfflineProvider({"triage": RULE}, isolate=isolate, unresolvable=UNRESOLVABLE)
     document = "INVOICE\nAcme GmbH\nHauptstr. 1, 10115 Berlin\nTotal 1.234,50 EUR\nDatum: 03.02.2024\n"
     try:
         response = await provider.complete(_request(document), "offline-rules", 5)
-        assert asked == ["agentd.workflows.triage_rules:triage"] and pool.started == 1
+        assert asked == ["agentd.workflows.triage_offline:offline_triage"] and pool.started == 1
         assert response.parsed == triage_rules.triage(document)
         assert response.parsed["party"] == "Acme GmbH" and response.parsed["entities"]["amounts"][0] == "1234.50 EUR"
     finally:
@@ -93,13 +94,13 @@ async def test_a_workflows_own_rule_runs_in_place_and_an_unimportable_one_falls_
         return UNRESOLVABLE
 
     own = {"label": lambda document: {"label": document.upper()}}
-    assert isolated_ref(own["label"]) is None and isolated_ref(triage_rules.triage) is not None
-    provider = OfflineProvider({**own, "triage": triage_rules.triage}, isolate=isolate, unresolvable=UNRESOLVABLE)
+    assert isolated_ref(own["label"]) is None and isolated_ref(RULE) is not None
+    provider = OfflineProvider({**own, "triage": RULE}, isolate=isolate, unresolvable=UNRESOLVABLE)
     assert (await provider.complete(_request("abc", task="label"), "m", 5)).parsed == {"label": "ABC"}
     assert calls == []
     for _ in range(2):  # the parser process cannot import it: answered in place, asked of it once
         assert (await provider.complete(_request("Dear Bob"), "m", 5)).parsed == triage_rules.triage("Dear Bob")
-    assert calls == ["agentd.workflows.triage_rules:triage"]
+    assert calls == ["agentd.workflows.triage_offline:offline_triage"]
 
 
 def test_a_document_that_keeps_the_rules_busy_fails_at_llm_timeout_s_while_health_answers(

@@ -1,5 +1,8 @@
 """The console's shared parts and its mount on the daemon's aiohttp app: state, security headers,
-who is asking (session, role, CSRF), rendering."""
+who is asking (session, role, CSRF), rendering.
+
+Pages are Jinja2 templates (autoescaped); the environment is built on the first page, so the
+daemon's start-up does not wait for Jinja2's import (about 50 ms)."""
 from __future__ import annotations
 
 import time
@@ -7,8 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 
-import aiohttp_jinja2
-import jinja2
 from aiohttp import web
 
 from agentd.server.console import queue
@@ -16,7 +17,6 @@ from agentd.server.console.auth import LoginLimiter, Session, Sessions, csrf_ok
 from agentd.server.console.leases import Leases, SqliteLeases
 
 COOKIE = "agentd_review"
-JINJA_KEY = web.AppKey("agentd_console_jinja", jinja2.Environment)
 CONSOLE_KEY: web.AppKey["Console"] = web.AppKey("agentd_console")
 STATIC = Path(__file__).parent / "static"
 TRUSTED_PROXIES = ("127.0.0.1", "::1")
@@ -38,6 +38,18 @@ class Console:
     sessions: Sessions = field(default_factory=Sessions)
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
     notifier: Any = None
+    _templates: Any = field(default=None, repr=False)
+
+    def templates(self) -> Any:
+        """The Jinja2 environment of the console's templates (built on the first page)."""
+        if self._templates is None:
+            import jinja2
+
+            env = jinja2.Environment(loader=jinja2.PackageLoader("agentd.server.console", "templates"),
+                                     autoescape=True)
+            _filters(env, self.clock)
+            self._templates = env
+        return self._templates
 
     @classmethod
     def local(cls, config: Callable[[], Any], audit: Any, workflows: Mapping[str, Any],
@@ -95,7 +107,8 @@ def page(request: web.Request, template: str, status: int = 200, **context: Any)
     session = session_of(request)
     context.setdefault("user", session.user if session else None)
     context.setdefault("csrf", session.csrf if session else "")
-    return aiohttp_jinja2.render_template(template, request, context, status=status, app_key=JINJA_KEY)
+    text = request.app[CONSOLE_KEY].templates().get_template(template).render(context)
+    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
 
 
 def message(request: web.Request, status: int, title: str, text: str) -> web.Response:
@@ -141,7 +154,7 @@ async def _static_css(_request: web.Request) -> web.Response:
     return web.Response(body=(STATIC / "console.css").read_bytes(), content_type="text/css")
 
 
-def _filters(env: jinja2.Environment, clock: Callable[[], float]) -> None:
+def _filters(env: Any, clock: Callable[[], float]) -> None:
     env.filters["when"] = queue.iso
     env.filters["age"] = lambda seconds: _age(float(seconds))
     env.filters["usd"] = lambda value: f"${float(value or 0):.4f}"
@@ -163,9 +176,6 @@ def mount(app: web.Application, console: Console) -> None:
     from agentd.server.console import bulk, item, views
 
     app[CONSOLE_KEY] = console
-    env = aiohttp_jinja2.setup(app, app_key=JINJA_KEY, autoescape=True,
-                               loader=jinja2.PackageLoader("agentd.server.console", "templates"))
-    _filters(env, console.clock)
     app.on_response_prepare.append(_security_headers)
     if console.notifier is not None:
         app.cleanup_ctx.append(console.notifier.background)
