@@ -59,15 +59,19 @@ class GroupSync:
         """
         self._hooks.append((os.fspath(path), prepare, commit))
 
-    async def sync(self, paths: Iterable[str | os.PathLike[str]]) -> None:
+    async def sync(self, paths: Iterable[str | os.PathLike[str]], first: Callable[[], None] | None = None) -> None:
+        """fsync `paths` in the next round; `first` (a file to write, say) runs in the round's thread
+        before its fsyncs: one thread hop, not two. Its OSError is this caller's alone."""
         if not self.enabled:
+            if first is not None:
+                await asyncio.to_thread(first)
             return
         wanted = {os.fspath(p) for p in paths}
-        if not wanted:
+        if not wanted and first is None:
             return
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._pending.append((wanted, future))
+        self._pending.append((wanted, future, first))
         if self._runner is None or self._runner.done():
             self._runner = loop.create_task(self._run())
         await asyncio.shield(future)
@@ -75,19 +79,32 @@ class GroupSync:
     async def _run(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
-            paths = sorted(set().union(*(p for p, _ in batch)))
+            paths = sorted(set().union(*(p for p, _, _ in batch)))
             hooks = [(path, commit, prepare()) for path, prepare, commit in self._hooks if path in paths]
-            errors = await asyncio.to_thread(self._fsync_all, paths, hooks)
+            firsts = [first for _, _, first in batch]
+            errors, first_errors = await asyncio.to_thread(self._round, firsts, paths, hooks)
             self.rounds += 1
             self.fsyncs += len(paths)
-            for wanted, future in batch:
-                failed = [errors[p] for p in wanted if p in errors]
+            for index, (wanted, future, _) in enumerate(batch):
+                failed = [first_errors[index]] if index in first_errors else [errors[p] for p in wanted if p in errors]
                 if future.done():
                     continue
                 if failed:
                     future.set_exception(failed[0])
                 else:
                     future.set_result(None)
+
+    @classmethod
+    def _round(cls, firsts: list[Callable[[], None] | None], paths: list[str],
+               hooks: Iterable[tuple[str, Callable[[Any], None], Any]]) -> tuple[dict[str, OSError], dict[int, OSError]]:
+        first_errors: dict[int, OSError] = {}
+        for index, first in enumerate(firsts):
+            if first is not None:
+                try:
+                    first()
+                except OSError as exc:
+                    first_errors[index] = exc
+        return cls._fsync_all(paths, hooks), first_errors
 
     @staticmethod
     def _fsync_all(paths: list[str], hooks: Iterable[tuple[str, Callable[[Any], None], Any]] = ()) -> dict[str, OSError]:
