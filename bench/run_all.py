@@ -81,16 +81,25 @@ def verdict(ok: bool) -> str:
 
 def rows_throughput(r: dict[str, Any]) -> list[list[str]]:
     base, fsync_on, fsync_off = r["baseline"], r["agentd"], r["agentd_fsync_off"]
-    return [
+
+    def cpu(run: dict[str, Any]) -> str:
+        parsers = run.get("parser_cpu_ms_per_file")
+        return f"{run['cpu_ms_per_file']} ms CPU/file" + (f" + {parsers} ms in parser processes" if parsers else "")
+
+    rows = [
         ["1", f"throughput, {r['files']:,} mixed files: bare watchdog rename (baseline)",
          f"{base['files_per_s']:,} files/s ({base['cpu_ms_per_file']} ms CPU/file)", "", INFO],
         ["1", "throughput: agentd, fsync + audit + sidecars on",
-         (f"{fsync_on['files_per_s']:,} files/s = **{r['ratio']}x** baseline "
-          f"({fsync_on['cpu_ms_per_file']} ms CPU/file)"), ">= 0.5x baseline", verdict(r["ratio"] >= 0.5)],
+         f"{fsync_on['files_per_s']:,} files/s = **{r['ratio']}x** baseline ({cpu(fsync_on)})",
+         ">= 0.5x baseline", verdict(r["ratio"] >= 0.5)],
         ["1", "throughput: agentd, AGENTD_FSYNC=0",
-         (f"{fsync_off['files_per_s']:,} files/s = {r['ratio_fsync_off']}x baseline "
-          f"({fsync_off['cpu_ms_per_file']} ms CPU/file)"), "", INFO],
+         f"{fsync_off['files_per_s']:,} files/s = {r['ratio_fsync_off']}x baseline ({cpu(fsync_off)})", "", INFO],
     ]
+    if "agentd_old_rules" in r:
+        old = r["agentd_old_rules"]
+        rows.append(["1", "throughput: agentd, fsync on, the offline rules as they were before issue 15",
+                     f"{old['files_per_s']:,} files/s = {r['ratio_old_rules']}x baseline ({cpu(old)})", "", INFO])
+    return rows
 
 
 def rows_latency(runs: list[dict[str, Any]]) -> list[list[str]]:
