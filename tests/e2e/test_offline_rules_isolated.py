@@ -7,9 +7,10 @@ second beside ordinary files and watches the sidecars and /health.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 
 import pytest
 
@@ -23,34 +24,36 @@ from tests.heavy_inputs import company_names_text
 from tests.helpers import AgentdProcess, HealthPoller, sidecar_for, wait_until
 
 EVAL = "builtins:eval"
+
+
+@contextlib.asynccontextmanager
+async def _pool(memory_mb: int = 512) -> AsyncIterator[ExtractPool]:
+    pool = ExtractPool(size=1, memory_mb=memory_mb)
+    try:
+        yield pool
+    finally:
+        await pool.close()
 RULE = TRIAGE.offline_rules["triage"]  # the workflow's declared rule: imports the rules where it runs
 
 
 async def test_a_rule_answers_from_a_parser_process_with_its_json() -> None:
-    pool = ExtractPool(size=1, memory_mb=512)
-    try:
+    async with _pool() as pool:
         answer, content = await pool.rule(EVAL, "{'pid': __import__('os').getpid(), 'text': 'ü'}", 5)
         assert answer["pid"] != os.getpid() and answer["pid"] in pool.pids()["idle"]
         assert content == '{"pid": %d, "text": "ü"}' % answer["pid"]
-    finally:
-        await pool.close()
 
 
 async def test_a_slow_rule_is_stopped_at_its_deadline_and_the_worker_replaced() -> None:
-    pool = ExtractPool(size=1, memory_mb=512)
-    try:
+    async with _pool() as pool:
         with pytest.raises(DataError) as caught:
             await pool.rule(EVAL, "sum(range(10 ** 10))", 0.3)
         assert caught.value.reason == "rule_timeout" and "0.3s" in caught.value.detail
         assert (await pool.rule(EVAL, "[1, 2]", 5))[0] == [1, 2]
         assert pool.started == 2
-    finally:
-        await pool.close()
 
 
 async def test_a_rule_over_the_memory_limit_a_failing_rule_and_an_unknown_one() -> None:
-    pool = ExtractPool(size=1, memory_mb=256)
-    try:
+    async with _pool(memory_mb=256) as pool:
         with pytest.raises(DataError) as memory:
             await pool.rule(EVAL, "'x' * (1 << 30)", 10)
         assert memory.value.reason == "rule_memory_limit"
@@ -59,8 +62,6 @@ async def test_a_rule_over_the_memory_limit_a_failing_rule_and_an_unknown_one() 
         assert failing.value.reason == "offline_rule_failed" and "ZeroDivisionError" in failing.value.detail
         assert await pool.rule("agentd.no_such_module:rule", "x", 5) is UNRESOLVABLE
         assert (await pool.rule(EVAL, "'still here'", 5))[0] == "still here"
-    finally:
-        await pool.close()
 
 
 def _request(document: str, task: str = "triage") -> LLMRequest:
