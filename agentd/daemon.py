@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import sdnotify
 
-from agentd import __version__, logs, reloading
+from agentd import __version__, logs, reloading, schemas
 from agentd import config as config_mod
 from agentd.config import Config, ConfigError
 from agentd.intake.watcher import Candidate, Watcher
@@ -126,6 +126,7 @@ class Daemon(HealthView):
         log.info("started", version=__version__, home=str(c.home), provider=c.llm_provider, model=c.llm_model,
                  concurrency=c.concurrency, recovered=len(recovered), incoming=str(c.incoming), health=self.health_url)
         self.notifier.notify(f"READY=1\nSTATUS={self.status_line()}\nMAINPID={os.getpid()}")
+        self._warming = asyncio.ensure_future(asyncio.to_thread(schemas.warm))  # imported off the loop, after READY
 
     @property
     def health_url(self) -> str | None:

@@ -136,5 +136,11 @@ def check(schema: dict[str, Any], value: Any) -> str | None:
     return f"{where}: {error.message[:300]}"
 
 
+def warm() -> None:
+    """Import both libraries (in a thread after start-up: the first check must not wait on the loop)."""
+    import fastjsonschema  # noqa: F401
+    import jsonschema  # noqa: F401
+
+
 def cache_size() -> int:
     return len(_validators)
