@@ -280,13 +280,13 @@ class Daemon(HealthView):
         """incoming/ is filled by others: count it every second (the store counts the rest; agentd/periodic.py)."""
         waiting = self.services.counts.snapshot().get(INCOMING, 0)  # a backlog is counted less often
         self.periodic.every("incoming", max(COUNT_INCOMING_S, waiting / 2000), self.services.counts.set_incoming,
-                    count_entries, self.config.incoming, INCOMING)
+                            count_entries, self.config.incoming, INCOMING)
 
     def _recount_review(self) -> None:
-        """The review gauges read every sidecar in review/: every few seconds (off the loop once it costs), never on a scrape."""
+        """The review gauges read every sidecar in review/: every few seconds, never on a scrape."""
         c = self.config
         self.periodic.every("review", REVIEW_STATS_S, self.services.metrics.set_review,
-                    review_stats, c.home, c.review_sla_s, time.time())
+                            review_stats, c.home, c.review_sla_s, time.time())
 
     def _retry_stalled(self) -> None:
         """After an I/O error (a full disk): check the audit log again, then retry the runs."""
