@@ -32,6 +32,8 @@ TERMINAL = ("archive", "failed", "review")
 SIDECAR = ".meta.json"
 KINDS = ("txt", "md", "csv", "json", "html", "eml")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# the checkout whose agentd a bench runs unless it names one (bench/compare.py switches it)
+SOURCE = {"path": ROOT}
 # the daemon's own defaults, not the test suite's shortened ones: the bench measures what ships
 DAEMON_DEFAULTS = {"AGENTD_SETTLE_S": "1", "AGENTD_RESCAN_S": "10"}
 
@@ -44,6 +46,16 @@ def temp_home(label: str) -> Iterator[Path]:
         home = Path(tmp) / "var"
         home.mkdir()
         yield home
+
+
+@contextmanager
+def source_at(rev: str) -> Iterator[Path]:
+    """The agentd package as it was at commit `rev`, exported with `git archive` into a temp folder."""
+    with tempfile.TemporaryDirectory(prefix="agentd-bench-source-") as tmp:
+        archive = subprocess.run(["git", "archive", rev, "agentd"], cwd=ROOT, capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        yield Path(tmp)
 
 
 # -- documents --------------------------------------------------------------------------
@@ -219,9 +231,9 @@ class Agentd:
     Always use it as a context manager: the process is killed and the socket closed on exit.
     """
 
-    def __init__(self, home: Path, notify: bool = False, source: Path = ROOT, **env: Any):
+    def __init__(self, home: Path, notify: bool = False, source: Path | None = None, **env: Any):
         self.home = home
-        self.source = source  # the checkout whose agentd runs (python -m from its folder)
+        self.source = source or SOURCE["path"]  # the checkout whose agentd runs (python -m from its folder)
         self.env = base_env(home, **{**DAEMON_DEFAULTS, **{k: str(v) for k, v in env.items()}})
         self.log_path = home.parent / "agentd.log"
         self.proc: subprocess.Popen | None = None
@@ -396,6 +408,7 @@ __all__ = [
     "mib",
     "percentile",
     "print_figures",
+    "source_at",
     "proc_status_kib",
     "temp_home",
     "terminal_count",

@@ -11,20 +11,16 @@ The deadline is the shipped 60 s, so both parse the heavy files to the end.
 """
 from __future__ import annotations
 
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (ROOT, Agentd, bench_main, documents, drop_all, percentile, print_figures,
-                          proc_status_kib, temp_home, terminal_count)
+                          proc_status_kib, source_at, temp_home, terminal_count)
 from tests.heavy_inputs import slow_html, slow_pdf
 from tests.helpers import HealthPoller, metric
 
@@ -33,16 +29,6 @@ FULL = {"ordinary": 200, "pdf_operators": 100_000, "html_tags": 6_000}
 QUICK = {"ordinary": 30, "pdf_operators": 20_000, "html_tags": 2_000}
 TIMEOUT_S = 180.0
 TARGET_S = 0.1
-
-
-@contextmanager
-def baseline_source() -> Iterator[Path]:
-    """The agentd package as it was at BASELINE_COMMIT, in a temp folder."""
-    with tempfile.TemporaryDirectory(prefix="agentd-bench-inline-") as tmp:
-        archive = subprocess.run(["git", "archive", BASELINE_COMMIT, "agentd"], cwd=ROOT, capture_output=True,
-                                 check=True).stdout
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-        yield Path(tmp)
 
 
 def parsers(pid: int) -> list[int]:
@@ -84,7 +70,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     sizes = QUICK if quick else FULL
     heavy = {"slow.pdf_bytes": len(slow_pdf(sizes["pdf_operators"])),
              "slow.html_bytes": len(slow_html(sizes["html_tags"]))}
-    with baseline_source() as old:
+    with source_at(BASELINE_COMMIT) as old:
         inline = one_run(old, sizes)
     isolated = one_run(ROOT, sizes)
     result = {"baseline_commit": BASELINE_COMMIT, **heavy, "ordinary": sizes["ordinary"],
