@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import json
 import os
@@ -10,6 +11,15 @@ from typing import Any, Callable, Iterable
 
 
 _counter = itertools.count()
+FSYNC_THREADS = 4
+_pool: list[concurrent.futures.ThreadPoolExecutor] = []
+
+
+def _fsyncers() -> concurrent.futures.ThreadPoolExecutor:
+    """The threads a group commit's fsyncs run in (started when first needed)."""
+    if not _pool:
+        _pool.append(concurrent.futures.ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix="agentd-fsync"))
+    return _pool[0]
 
 
 def fsync_path(path: str | os.PathLike[str]) -> None:
@@ -108,14 +118,23 @@ class GroupSync:
 
     @staticmethod
     def _fsync_all(paths: list[str], hooks: Iterable[tuple[str, Callable[[Any], None], Any]] = ()) -> dict[str, OSError]:
+        """fsync every path, several at once: the file system's journal commits them together
+        (one after another, each fsync would wait for a commit of its own)."""
         errors: dict[str, OSError] = {}
-        for path in paths:
+
+        def one(path: str) -> None:
             try:
                 fsync_path(path)
             except FileNotFoundError:
-                continue  # renamed or removed since: its new place is synced by its mover
+                return  # renamed or removed since: its new place is synced by its mover
             except OSError as exc:
                 errors[path] = exc
+
+        if len(paths) > 1:
+            for _ in _fsyncers().map(one, paths):
+                pass
+        elif paths:
+            one(paths[0])
         for path, commit, token in hooks:
             if path not in errors:
                 commit(token)

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import threading
 from pathlib import Path
 
 import pytest
 
+from agentd import durable
 from agentd.durable import GroupSync, write_json
 
 
@@ -29,3 +31,29 @@ async def test_first_writes_in_a_worker_thread_and_a_failing_one_fails_only_its_
     assert where == [False] and (tmp_path / "a.json").read_text() == '{"a": 1}\n'
     if enabled:
         assert sync.rounds >= 1
+
+
+async def test_a_rounds_fsyncs_run_together_and_each_caller_gets_its_own_paths_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a round of eight files, a path removed before its fsync and a symlink (O_NOFOLLOW: ELOOP)
+    files = [tmp_path / f"f{i}" for i in range(8)]
+    for path in files:
+        path.write_text("x")
+    (tmp_path / "link").symlink_to(files[0])
+    threads: set[str] = set()
+    real = durable.fsync_path
+
+    def watched(path: str) -> None:
+        threads.add(threading.current_thread().name)
+        real(path)
+
+    monkeypatch.setattr(durable, "fsync_path", watched)
+    sync = GroupSync()
+    # When three callers share the round
+    results = await asyncio.gather(sync.sync(files), sync.sync([tmp_path / "gone"]),
+                                   sync.sync([files[1], tmp_path / "link"]), return_exceptions=True)
+    # Then the files were fsynced by more than one thread, a vanished path fails nobody,
+    # and only the caller that asked for the symlink gets its error
+    assert len(threads) > 1, threads
+    assert results[0] is None and results[1] is None
+    assert isinstance(results[2], OSError) and results[2].errno == errno.ELOOP
