@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import signal
 import time
@@ -36,7 +37,15 @@ REVIEW_STATS_S = 2.0
 RETRY_STALLED_S = 5.0
 RUNNING_FILE = "running"  # present while a daemon runs: found at start-up, the last one crashed
 TRACE_DRAIN_S = 2.0
-BUSY_AFTER_S = 10.0  # the loop-lag gauge samples every 25 ms while busy and this long after
+BUSY_AFTER_S = 1.0  # the loop-lag gauge samples every 25 ms while busy and this long after (then the tick's)
+
+
+def trim_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc's malloc_trim; elsewhere nothing)."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        return  # not glibc: its allocator has no malloc_trim
 
 
 class Daemon(HealthView):
@@ -57,6 +66,7 @@ class Daemon(HealthView):
         self.last_progress_at: float | None = None
         self.last_tick_at = time.monotonic()
         self.last_progress_mono = time.monotonic()
+        self._was_busy = False
         self.queue_high_water = 0
         self.blocked_reason: str | None = None
         self.stalled: list[Claim] = []
@@ -249,10 +259,12 @@ class Daemon(HealthView):
             return
         last_retry = time.monotonic()
         while not self.should_exit.is_set():
+            began = time.monotonic()
             try:
-                await asyncio.wait_for(self.should_exit.wait(), TICK_S)
+                async with asyncio.timeout(TICK_S):  # no task a tick, as wait_for would make
+                    await self.should_exit.wait()
             except TimeoutError:
-                pass
+                self.loop_lag.record(max(0.0, time.monotonic() - began - TICK_S))  # the idle daemon's samples
             self.last_tick_at = time.monotonic()
             self._tick()
             if time.monotonic() - last_retry > RETRY_STALLED_S:
@@ -275,6 +287,10 @@ class Daemon(HealthView):
             self.reload()
         self._recount_incoming()
         self._recount_review()
+        busy = self._busy()
+        if self._was_busy and not busy:
+            trim_heap()  # a busy spell's freed memory goes back to the system, not into the idle RSS
+        self._was_busy = busy
 
     def _recount_incoming(self) -> None:
         """incoming/ is filled by others: count it every second (the store counts the rest; agentd/periodic.py)."""

@@ -7,13 +7,14 @@ import time
 from typing import Callable
 
 INTERVAL_S = 0.025
-IDLE_INTERVAL_S = 0.25
+IDLE_INTERVAL_S = 1.0  # the daemon's main tick records its own lateness 4 times a second besides
 WINDOW_S = 60
 
 
 class LoopLag:
     """A task that sleeps INTERVAL_S at a time (IDLE_INTERVAL_S while `busy()` says there is no work:
-    an idle daemon wakes 4 times a second, not 40); any lateness is time the loop could not run."""
+    an idle daemon's task wakes once a second, not 40 times); any lateness is time the loop could
+    not run. Other periodic wake-ups (the daemon's tick) `record` their lateness too."""
 
     def __init__(self, interval_s: float = INTERVAL_S, window_s: int = WINDOW_S,
                  clock: Callable[[], float] = time.monotonic, busy: Callable[[], bool] = lambda: True,
