@@ -173,7 +173,7 @@ def rows_traces(r: dict[str, Any]) -> list[list[str]]:
 def rows_loop_lag(r: dict[str, Any]) -> list[list[str]]:
     head = (f"event-loop lag, a {r['slow.pdf_bytes'] / 1e6:.1f} MB PDF of text operators + "
             f"{r['slow.html_bytes'] / 1e3:.0f} KB of unclosed HTML + {r['ordinary']} ordinary files")
-    old, new, small = r["inline"], r["isolated"], r["worst_inline"]
+    old, new = r["inline"], r["isolated"]
     return [["9", f"{head}: extraction on the loop (agentd {r['baseline_commit']})",
              f"worst /health {old['health_worst_ms']:,} ms (p99 {old['health_p99_ms']} ms), all done in "
              f"{old['elapsed_s']} s", "", INFO],
@@ -181,11 +181,6 @@ def rows_loop_lag(r: dict[str, Any]) -> list[list[str]]:
              (f"worst loop lag **{new['loop_lag_gauge_ms']} ms** (agentd_event_loop_lag_seconds); worst /health "
               f"{new['health_worst_ms']} ms (p99 {new['health_p99_ms']} ms); done in {new['elapsed_s']} s; "
               f"{new['parsers']} parsers, {new['parser_rss_mib']} MiB RSS"),
-             f"<= {r['target_ms']:g} ms", verdict(r["holds"])],
-            ["9", f"event-loop lag, {small['files']} files at the inline limits (1 KiB of unclosed HTML, as a page and "
-                  "as an e-mail part; 8 KiB e-mails of many parts), parsed on the loop",
-             (f"worst loop lag **{small['loop_lag_gauge_ms']} ms**; worst /health {small['health_worst_ms']} ms "
-              f"(p99 {small['health_p99_ms']} ms); done in {small['elapsed_s']} s"),
              f"<= {r['target_ms']:g} ms", verdict(r["holds"])]]
 
 

@@ -61,20 +61,6 @@ def slow_html(tags: int = 8_000) -> bytes:
     return b"<html><body>" + b"<a " * tags
 
 
-def email_of(size: int, part_type: str = "text/plain", body: bytes = b"x" * (1 << 20)) -> bytes:
-    """A multipart e-mail of exactly `size` bytes whose first part is `part_type` holding `body`."""
-    head = (b"From: a@example.com\nSubject: parts\nContent-Type: multipart/mixed; boundary=b\n\n"
-            b"--b\nContent-Type: %s\n\n" % part_type.encode())
-    return head + body[:size - len(head)]
-
-
-def worst_inline_files(markup_bytes: int, email_bytes: int) -> dict[str, bytes]:
-    """The most expensive files the daemon still parses on its loop (agentd.run.isolated.inline_ok)."""
-    return {"tags.html": slow_html(markup_bytes)[:markup_bytes],  # unclosed tags: html.parser's worst
-            "tags.eml": email_of(markup_bytes, "text/html", slow_html(markup_bytes)),  # the same, as a part
-            "parts.eml": email_of(email_bytes, body=b"--b\nContent-Type: text/plain\n\nx\n" * 1000)}  # many parts
-
-
 def rules_bomb_text() -> bytes:
     """40 KB of plain text that made the offline provider's regexes quadratic (about 6 s of CPU before)."""
     return (b"A1" * 5000 + b"\n" + b"1," * 5000 + b"\n" + b"A&" * 5000 + b"\n"

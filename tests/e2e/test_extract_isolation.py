@@ -22,8 +22,7 @@ from agentd.run import isolated as sandbox
 from agentd.errors import DataError
 from agentd.server.looplag import LoopLag
 from agentd.run.isolated import ExtractPool
-from tests.heavy_inputs import (bomb_pdf, email_of, rules_bomb_text, slow_html, slow_pdf, text_pdf,
-                                worst_inline_files)
+from tests.heavy_inputs import bomb_pdf, rules_bomb_text, slow_html, slow_pdf, text_pdf
 from tests.helpers import AgentdProcess, HealthPoller, metric, sidecar_for, sidecars, wait_until
 
 # The shared 2-core machine can deschedule the daemon for a while; what is asserted here is
@@ -194,6 +193,12 @@ async def test_a_parser_process_has_no_secrets_and_a_memory_limit(monkeypatch: p
         await pool.close()
 
 
+def _email(size: int, part_type: str = "text/plain", body: bytes = b"x" * (1 << 20)) -> bytes:
+    head = (b"From: a@example.com\nSubject: parts\nContent-Type: multipart/mixed; boundary=b\n\n"
+            b"--b\nContent-Type: %s\n\n" % part_type.encode())
+    return head + body[:size - len(head)]
+
+
 MARKUP, EMAIL, TEXT = sandbox.INLINE_MARKUP_MAX_BYTES, sandbox.INLINE_EMAIL_MAX_BYTES, sandbox.INLINE_MAX_BYTES
 INLINE_CASES = [  # (name, content, the kind read, parsed on the loop?)
     ("note.txt", b"just a note", "text", True),
@@ -202,10 +207,10 @@ INLINE_CASES = [  # (name, content, the kind read, parsed on the loop?)
     ("tags.html", slow_html(MARKUP)[:MARKUP + 1], "html", False),
     ("page", slow_html(MARKUP)[:MARKUP], "html", True),  # no suffix: sniffed as HTML
     ("page", b"plain words " * 100, "text", False),
-    ("plain.eml", email_of(EMAIL), "email", True),
-    ("plain.eml", email_of(EMAIL + 1), "email", False),
-    ("html.eml", email_of(MARKUP, "text/html"), "email", True),
-    ("html.eml", email_of(MARKUP + 1, "Text/HTML"), "email", False),  # an HTML part is parsed as HTML, whatever its case
+    ("plain.eml", _email(EMAIL), "email", True),
+    ("plain.eml", _email(EMAIL + 1), "email", False),
+    ("html.eml", _email(MARKUP, "text/html"), "email", True),
+    ("html.eml", _email(MARKUP + 1, "Text/HTML"), "email", False),  # an HTML part is parsed as HTML, whatever its case
     ("fake.txt", text_pdf("a PDF by another name"), "pdf", False),
 ]
 
@@ -226,7 +231,9 @@ def test_a_flood_of_the_worst_small_files_parsed_inline_never_holds_up_health(
     # Given a running daemon
     agent = daemon()
     incoming = home / "incoming"
-    hostile = worst_inline_files(MARKUP, EMAIL)
+    hostile = {"tags.html": slow_html(MARKUP)[:MARKUP],  # unclosed tags: html.parser's worst
+               "tags.eml": _email(MARKUP, "text/html", slow_html(MARKUP)),  # the same, as an e-mail's part
+               "parts.eml": _email(EMAIL, body=b"--b\nContent-Type: text/plain\n\nx\n" * 1000)}  # many parts
     assert all(sandbox.inline_ok(name, data) for name, data in hostile.items())
     with HealthPoller(agent.url + "/health", interval_s=0.01) as poller:
         # When 50 of each, all at the inline limits, arrive at once
