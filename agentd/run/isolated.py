@@ -1,18 +1,16 @@
 """Text extraction off the event loop: warm parser processes with a hard deadline and a memory limit.
 
-`extract_isolated()` is what a run calls. Small files are parsed on the loop, where a round
-trip to a worker would cost more than the parse and the worst input of that kind and size
-known takes milliseconds only (`inline_ok`); such parses take turns, one a loop iteration
-(`ExtractPool.inline`), so however many runs are in flight the loop polls its sockets
-between any two. Everything else (PDF, big HTML and e-mail, big text) goes to a worker
-process of a shared pool, as do the offline provider's built-in rules (`ExtractPool.rule`). A worker
+`extract_isolated()` is what a run calls. Small plain-text files are decoded inline (a
+UTF-8 decode of at most INLINE_MAX_BYTES costs well under a millisecond); everything
+else (PDF, HTML, e-mail, big text) goes to a worker process of a shared pool. A worker
 is `python -m agentd.run.extract_worker`: it limits its own address space (RLIMIT_AS, set
 with prlimit64, which the unit's SystemCallFilter allows), asks the kernel to kill it
 with its parent, lowers its priority, and then parses one file at a time, reused across
 files. A worker that misses the deadline is SIGKILLed and replaced; one that runs out of
 memory reports it and exits. Requests and answers are length-prefixed frames on its
 stdin and stdout: JSON headers (never pickle: the parent must not trust what a parser
-process sends) and raw bytes.
+process sends) and raw bytes. HTML is never parsed inline, however small: 15 KB of
+unclosed tags take html.parser 2.6 s.
 """
 from __future__ import annotations
 
@@ -24,19 +22,15 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable
 
 from agentd import logs
 from agentd.errors import AgentdError, DataError, InternalError
-from agentd.run.extract import EMAIL_TYPES, HTML_TYPES, TEXT_TYPES, Document, extract
+from agentd.run.extract import TEXT_TYPES, Document, extract
 from agentd.run.extract_worker import FRAME, MAX_TEXT_BYTES
 
 log = logs.get("agentd.run.isolated")
-T = TypeVar("T")
-# Parsed inline up to these sizes (the worst inputs known, on a 2-core VPS; bench/loop_lag.py):
-INLINE_MAX_BYTES = 1 << 20  # plain text: a UTF-8 decode, well under a millisecond a MiB
-INLINE_MARKUP_MAX_BYTES = 1 << 10  # HTML: html.parser is quadratic on unclosed tags (9 ms at 1 KiB, 35 ms at 2)
-INLINE_EMAIL_MAX_BYTES = 8 << 10  # e-mail with no HTML part (the compat32 parser: about 3 ms at 8 KiB)
+INLINE_MAX_BYTES = 1 << 20
 MAX_WORKERS = 8
 MAX_HEADER_BYTES = 1 << 20
 START_TIMEOUT_S = 30.0
@@ -47,17 +41,10 @@ ENV_KEPT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "PYTHONPATH", "PYTHONHOME", "P
 
 
 def inline_ok(name: str, data: bytes) -> bool:
-    """A file small enough to parse on the loop: cheaper than a round trip, and no input of its
-    kind and size can hold the loop for more than a few milliseconds."""
+    """A small plain-text file: decoding it on the loop is cheaper than a round trip."""
     suffix = Path(name).suffix.lower()
-    if data.startswith(b"%PDF-"):
-        return False
-    if suffix in HTML_TYPES or suffix == "":  # a name without a suffix may be sniffed as HTML
-        return len(data) <= INLINE_MARKUP_MAX_BYTES
-    if suffix in EMAIL_TYPES:  # an HTML part is parsed as HTML; "html" in no case, no such part
-        return len(data) <= INLINE_MARKUP_MAX_BYTES or (
-            len(data) <= INLINE_EMAIL_MAX_BYTES and b"html" not in data.lower())
-    return suffix in TEXT_TYPES and len(data) <= INLINE_MAX_BYTES
+    return (suffix in TEXT_TYPES and suffix != "" and len(data) <= INLINE_MAX_BYTES
+            and not data.startswith(b"%PDF-"))
 
 
 async def extract_isolated(name: str, data: bytes, timeout_s: float, memory_mb: int | None = None) -> Document:
@@ -67,7 +54,7 @@ async def extract_isolated(name: str, data: bytes, timeout_s: float, memory_mb: 
     or extract_crashed when the parser process had to be stopped or died.
     """
     if inline_ok(name, data):
-        return await POOL.inline(extract, Path(name), data)
+        return extract(Path(name), data)
     return await POOL.extract(name, data, timeout_s, memory_mb)
 
 
@@ -227,7 +214,6 @@ class ExtractPool:
         self._busy: set[Worker] = set()
         self._slots = asyncio.Semaphore(size)
         self._freed = asyncio.Event()
-        self._inline_turn = asyncio.Lock()
         self._warming: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started = 0
@@ -242,7 +228,7 @@ class ExtractPool:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(worker.pid, signal.SIGKILL)
         self._loop, self._idle, self._busy, self._warming, self.users = loop, [], set(), None, 0
-        self._slots, self._freed, self._inline_turn = asyncio.Semaphore(self.size), asyncio.Event(), asyncio.Lock()
+        self._slots, self._freed = asyncio.Semaphore(self.size), asyncio.Event()
 
     def configure(self, size: int, memory_mb: int) -> None:
         """Pool size and memory limit (a changed limit retires the idle workers as they come up)."""
@@ -295,16 +281,6 @@ class ExtractPool:
         if isinstance(answer, AgentdError):
             raise answer
         return answer
-
-    async def inline(self, fn: Callable[..., T], *args: Any) -> T:
-        """fn(*args) on the loop, one call a loop iteration: each holds the turn until the loop has
-        polled its sockets once more, so a /health request waits behind one such call at most."""
-        self._follow_loop()
-        async with self._inline_turn:
-            try:
-                return fn(*args)
-            finally:
-                await asyncio.sleep(0)  # the next caller starts in the iteration after the next poll
 
     async def _use(self, work: Callable[[Worker], Awaitable[tuple[Any, bool]]]) -> Any:
         async with self._slots:
