@@ -25,7 +25,8 @@ if not (CHROMIUM and CHROMEDRIVER):
     pytest.skip("needs the Debian packages chromium and chromium-driver (scripts/test-deps installs them as root)",
                 allow_module_level=True)
 
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
+from selenium.common.exceptions import (NoSuchElementException, StaleElementReferenceException,  # noqa: E402
+                                        WebDriverException)
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -84,10 +85,21 @@ def login(driver: webdriver.Chrome, agentd: AgentdProcess, user: str) -> None:
     until(driver, lambda d: urllib.parse.urlparse(d.current_url).path == "/review")
 
 
+REPLACED = "does not belong to the document"  # Chromium's word for a stale element, at times
+
+
 def until(driver: webdriver.Chrome, predicate):  # type: ignore[no-untyped-def]
     """Wait for `predicate(driver)`; a page being replaced under it is retried, not an error."""
+    def attempt(d: webdriver.Chrome):  # type: ignore[no-untyped-def]
+        try:
+            return predicate(d)
+        except WebDriverException as exc:
+            if REPLACED not in (exc.msg or ""):
+                raise
+            return False
+
     return WebDriverWait(driver, 10, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
-                         ).until(predicate)
+                         ).until(attempt)
 
 
 def button(driver: webdriver.Chrome, name: str):  # type: ignore[no-untyped-def]
