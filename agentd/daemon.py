@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
 import signal
 import time
@@ -25,7 +24,7 @@ from agentd.spool.layout import INCOMING
 from agentd.spool.lock import take_state_lock
 from agentd.spool.store import Claim
 from agentd.supervisor import Supervisor
-from agentd.periodic import Periodic
+from agentd.periodic import Periodic, trim_heap
 from agentd.server.looplag import LoopLag
 from agentd.run.isolated import POOL as EXTRACT_POOL
 
@@ -38,14 +37,6 @@ RETRY_STALLED_S = 5.0
 RUNNING_FILE = "running"  # present while a daemon runs: found at start-up, the last one crashed
 TRACE_DRAIN_S = 2.0
 BUSY_AFTER_S = 1.0  # the loop-lag gauge samples every 25 ms while busy and this long after (then the tick's)
-
-
-def trim_heap() -> None:
-    """Give the C heap's free pages back to the system (glibc's malloc_trim; elsewhere nothing)."""
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        return  # not glibc: its allocator has no malloc_trim
 
 
 class Daemon(HealthView):

@@ -1,7 +1,9 @@
-"""Periodic counts (incoming/, the review gauges): off the event loop when they cost, on it when cheap."""
+"""Periodic housekeeping: counts (incoming/, the review gauges), off the event loop when they cost, on
+it when cheap; and the C heap trimmed when a busy spell ends."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import time
 from typing import Any, Callable
 
@@ -46,3 +48,11 @@ class Periodic:
             return fn(*args)
         finally:
             self.cost_s[name] = time.thread_time() - began
+
+
+def trim_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc's malloc_trim; elsewhere nothing)."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        return  # not glibc: its allocator has no malloc_trim
