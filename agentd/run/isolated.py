@@ -34,7 +34,8 @@ INLINE_MAX_BYTES = 1 << 20
 MAX_WORKERS = 8
 MAX_HEADER_BYTES = 1 << 20
 START_TIMEOUT_S = 30.0
-SPAWN_AFTER_S = 0.05  # all workers busy this long: start one more (up to the pool's size)
+EAGER_WORKERS = 2  # up to this many workers, a file that finds them all busy starts one at once
+SPAWN_AFTER_S = 0.05  # beyond that, all workers busy this long: start one more (up to the pool's size)
 STDERR_TAIL_BYTES = 2000
 UNRESOLVABLE = object()  # a rule the parser process cannot import: the caller runs it itself
 ENV_KEPT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "PYTHONPATH", "PYTHONHOME", "PYTHONFAULTHANDLER", "VIRTUAL_ENV")
@@ -212,6 +213,7 @@ class ExtractPool:
         self.memory_mb = memory_mb
         self._idle: list[Worker] = []
         self._busy: set[Worker] = set()
+        self._starting = 0  # workers being started for a file (busy as soon as they answer)
         self._slots = asyncio.Semaphore(size)
         self._freed = asyncio.Event()
         self._warming: asyncio.Task[None] | None = None
@@ -228,6 +230,7 @@ class ExtractPool:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(worker.pid, signal.SIGKILL)
         self._loop, self._idle, self._busy, self._warming, self.users = loop, [], set(), None, 0
+        self._starting = 0
         self._slots, self._freed = asyncio.Semaphore(self.size), asyncio.Event()
 
     def configure(self, size: int, memory_mb: int) -> None:
@@ -303,18 +306,28 @@ class ExtractPool:
             if not self._idle:
                 await self._wait_for_idle()
             if not self._idle:
-                return await self._start()
+                self._starting += 1
+                try:
+                    return await self._start()
+                finally:
+                    self._starting -= 1
             worker = self._idle.pop()
             if worker.proc.returncode is None and worker.memory_mb == self.memory_mb:
                 return worker
             await worker.stop()  # it died idle, or AGENTD_EXTRACT_MEMORY_MB changed
 
     async def _wait_for_idle(self) -> None:
-        """A busy worker is usually free again within a millisecond; a new one costs ~60 ms of CPU."""
+        """A busy worker is usually free again within a millisecond; a new one costs ~60 ms of CPU.
+
+        The second worker is started at once, though: with files in flight two at a time (the
+        daemon runs several), waiting for the one warm worker adds its whole answer to each
+        file's time, and the second one is started once and kept."""
         if self._warming is not None and not self._warming.done():
             await asyncio.shield(self._warming)  # a replacement on its way is sooner than a new one
+        if len(self._busy) + self._starting < EAGER_WORKERS:
+            return
         deadline = asyncio.get_running_loop().time() + SPAWN_AFTER_S
-        while not self._idle and self._busy:
+        while not self._idle and (self._busy or self._starting):
             self._freed.clear()
             try:
                 async with asyncio.timeout_at(deadline):

@@ -172,6 +172,28 @@ async def test_a_worker_that_dies_mid_parse_fails_the_file_as_crashed_and_is_rep
         await pool.close()
 
 
+async def test_two_files_at_once_get_two_workers_at_once_and_a_third_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a pool whose extra workers (beyond the eager ones) would start only after a minute
+    monkeypatch.setattr(sandbox, "SPAWN_AFTER_S", 60.0)
+    pool = ExtractPool(size=4, memory_mb=512)
+    parses = []
+    try:
+        # When three slow files want a parser at the same time
+        for i in range(3):
+            parses.append(asyncio.ensure_future(pool.extract(f"slow-{i}.pdf", slow_pdf(), timeout_s=30)))
+        async with asyncio.timeout(20):
+            while len(pool.pids()["busy"]) < sandbox.EAGER_WORKERS:
+                await asyncio.sleep(0.01)
+        # Then two parse side by side at once (neither waits for the other), and the third waits
+        await asyncio.sleep(0.3)
+        assert (len(pool.pids()["busy"]), pool.started) == (2, 2)
+    finally:
+        for parse in parses:
+            parse.cancel()
+        await asyncio.gather(*parses, return_exceptions=True)
+        await pool.close()
+
+
 async def _busy_pid(pool: ExtractPool) -> int:
     async with asyncio.timeout(20):
         while not pool.pids()["busy"]:
