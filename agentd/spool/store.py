@@ -6,6 +6,13 @@ is the `outcome` audit line, which carries the whole sidecar: once it is in the 
 the run's end is fixed (folder, name, sidecar) and a recovery after a crash finishes
 it from that record, whatever the configuration at restart. fsyncs of many runs are
 grouped (agentd.durable.GroupSync).
+
+A claim is made durable (its folders and its claimed line fsynced) when something
+first needs it: a tool's side effect (Claim.durable) or, for most runs, the outcome's
+own group commit, which covers the claim too. A run thus waits for one commit, not two
+in a row. The claim's rename and claimed line were written before the outcome line, and
+a journaling file system (ext4, XFS) commits in that order: a power cut never keeps the
+outcome line without the claim.
 """
 from __future__ import annotations
 
@@ -53,19 +60,27 @@ class Claim:
     strikes: int = 0  # retryable failures so far (carried by its deferral while it waits in incoming/)
     logged_outcome: dict[str, Any] | None = None  # the outcome line, when decided before a crash
     journal: Any = field(default=None, repr=False)  # the run's Journal while a retry after a disk error waits
-    synced: "asyncio.Future[None] | None" = field(default=None, repr=False)  # the claim's group commit
+    commit_paths: list[str] = field(default_factory=list, repr=False)  # fsynced, the claim is durable
+    synced: "asyncio.Future[None] | None" = field(default=None, repr=False)  # its group commit, once asked for
+    commit: Callable[[list[str]], Any] = field(default=lambda paths: asyncio.sleep(0), repr=False)
 
     async def durable(self) -> None:
-        """Wait until the claim's rename and claimed line are on disk; a failed commit is tried again."""
-        if self.synced is None:
+        """Wait until the claim's rename and claimed line are on disk (the first wait starts the
+        commit); a failed commit is tried afresh by the next wait, never remembered."""
+        if not self.commit_paths:
             return
+        if self.synced is None:
+            self.synced = asyncio.ensure_future(self.commit(self.commit_paths))
         try:
             await self.synced
         except OSError:
-            self.synced = asyncio.ensure_future(self.resync())  # the next wait tries afresh, never wedged
+            self.synced = None
             raise
+        self.committed()
 
-    resync: Callable[[], Any] = field(default=lambda: asyncio.sleep(0), repr=False)
+    def committed(self) -> None:
+        """The claim is on disk (its own commit, or a later one that covered its paths)."""
+        self.commit_paths = []
 
     @property
     def journal_path(self) -> Path:
@@ -123,12 +138,12 @@ class Store:
         self.crash_point("after_claim_rename")
         claim.strikes = self.deferrals.take(os.fspath(path), st.st_ino)
         self.on_move(INCOMING, PROCESSING)
-        # the run goes on while the claim is made durable; a tool's side effect and the
-        # outcome wait for it (Claim.durable). A model call does not: after a power cut that
-        # undid the claim, the file is back in incoming/ and at worst that call is paid again.
-        paths = [self.processing, path.parent, self.audit.path]
-        claim.resync = lambda: self.sync.sync(paths)
-        claim.synced = asyncio.ensure_future(claim.resync())
+        # the claim is made durable when first needed: a tool's side effect waits for it
+        # (Claim.durable), the outcome's commit covers it. A model call does not wait: after a
+        # power cut that undid the claim, the file is back in incoming/ and at worst that call
+        # is paid again.
+        claim.commit_paths = [os.fspath(p) for p in (self.processing, path.parent, self.audit.path)]
+        claim.commit = self.sync.sync
         return claim
 
     # -- recovery ---------------------------------------------------------------------
@@ -203,7 +218,6 @@ class Store:
     async def finish(self, claim: Claim, outcome: Outcome, sidecar: dict[str, Any],
                      audit_fields: dict[str, Any]) -> Path:
         """Decide (the outcome line, carrying the sidecar), make it durable, then visible (rename)."""
-        await claim.durable()
         if claim.logged_outcome is not None:
             return await self.finish_recorded(claim)
         target_dir = layout.terminal_dir(self.home, outcome)
@@ -222,7 +236,6 @@ class Store:
 
     async def finish_recorded(self, claim: Claim) -> Path:
         """End a run the way its outcome line says (after a crash, or a retry after a disk error)."""
-        await claim.durable()
         return await self._complete(claim)
 
     async def _complete(self, claim: Claim) -> Path:
@@ -240,8 +253,11 @@ class Store:
             self.crash_point("after_sidecar")
 
         journal = [claim.journal_path] if os.path.exists(claim.journal_path) else []
-        # written in the group commit's thread just before its fsyncs: one thread hop, not two
-        await self.sync.sync([self.audit.path, meta_path, target_dir, *journal], first=write_sidecar)
+        # written in the group commit's thread just before its fsyncs: one thread hop, not two;
+        # the commit covers the claim too when it is not on disk yet (one commit, not two in a row)
+        await self.sync.sync([self.audit.path, meta_path, target_dir, *journal, *claim.commit_paths],
+                             first=write_sidecar)
+        claim.committed()
         self.crash_point("before_final_rename")
         if os.path.lexists(claim.data):
             final = self._place_final(claim, final)
