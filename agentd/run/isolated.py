@@ -37,6 +37,7 @@ START_TIMEOUT_S = 30.0
 EAGER_WORKERS = 2  # up to this many workers, a file that finds them all busy starts one at once
 SPAWN_AFTER_S = 0.05  # beyond that, all workers busy this long: start one more (up to the pool's size)
 STDERR_TAIL_BYTES = 2000
+ONE_WRITE_BYTES = 1 << 16  # a request up to this size is sent in one write (a bigger one is not copied)
 UNRESOLVABLE = object()  # a rule the parser process cannot import: the caller runs it itself
 ENV_KEPT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "PYTHONPATH", "PYTHONHOME", "PYTHONFAULTHANDLER", "VIRTUAL_ENV")
 
@@ -99,8 +100,11 @@ class Worker:
         stdin = self.proc.stdin
         assert stdin is not None
         async with asyncio.timeout(timeout_s):
-            stdin.write(FRAME.pack(len(head), len(data)) + head)
-            stdin.write(data)
+            if len(data) <= ONE_WRITE_BYTES:  # one write wakes the parser once, not twice
+                stdin.write(b"".join((FRAME.pack(len(head), len(data)), head, data)))
+            else:
+                stdin.write(FRAME.pack(len(head), len(data)) + head)
+                stdin.write(data)
             await stdin.drain()
             return await self._read_frame()
 

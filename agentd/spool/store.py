@@ -244,7 +244,8 @@ class Store:
         target_dir = layout.terminal_dir(self.home, logged["outcome"])
         final = target_dir / logged["file"]
         meta = {**(logged.get("sidecar") or {}), "audit_seq": logged["seq"], "audit_hash": logged["hash"]}
-        if os.path.lexists(claim.data) and os.path.lexists(final) and not _is_ours(final, claim.cid):
+        in_processing = os.path.lexists(claim.data)  # not after a retry whose rename was done
+        if in_processing and os.path.lexists(final) and not _is_ours(final, claim.cid):
             final = free_name(target_dir, final.name, claim.cid, self._reserved)  # a stranger took the name
         meta_path = layout.sidecar_of(final)
 
@@ -252,19 +253,22 @@ class Store:
             write_json(meta_path, meta)
             self.crash_point("after_sidecar")
 
-        journal = [claim.journal_path] if os.path.exists(claim.journal_path) else []
+        # a run that never wrote its journal has none on disk (a recovered claim's is looked for)
+        unwritten = claim.journal is not None and not claim.journal.precious
+        journal = [] if unwritten or not os.path.exists(claim.journal_path) else [claim.journal_path]
         # written in the group commit's thread just before its fsyncs: one thread hop, not two;
         # the commit covers the claim too when it is not on disk yet (one commit, not two in a row)
         await self.sync.sync([self.audit.path, meta_path, target_dir, *journal, *claim.commit_paths],
                              first=write_sidecar)
         claim.committed()
         self.crash_point("before_final_rename")
-        if os.path.lexists(claim.data):
+        if in_processing:
             final = self._place_final(claim, final)
         self.crash_point("after_final_rename")
         # no wait for this rename to be durable: if a power cut undoes it, the file is back in
         # processing/ with its outcome line logged, and recovery ends it the same way
-        self.keep_journal(claim.journal_path)
+        if not unwritten:
+            self.keep_journal(claim.journal_path)
         return final
 
     def keep_journal(self, path: Path) -> None:
