@@ -43,7 +43,8 @@ def base_env(home: Path, **overrides: Any) -> dict[str, str]:
                "JOURNAL_STREAM"))}
     env.update({"AGENTD_HOME": str(home), "HEALTH_HOST": "127.0.0.1", "HEALTH_PORT": str(free_port()),
                 "AGENTD_SETTLE_S": "0.2", "AGENTD_RESCAN_S": "1", "AGENTD_LOG_FORMAT": "json",
-                "AGENTD_PROBE_INTERVAL_S": "0", "PYTHONUNBUFFERED": "1"})
+                "AGENTD_PROBE_INTERVAL_S": "0", "PYTHONUNBUFFERED": "1",
+                "PYTHONFAULTHANDLER": "1"})  # a daemon that hangs on stop is SIGABRTed: its threads' stacks
     env.update({k: str(v) for k, v in overrides.items()})
     return env
 
@@ -170,7 +171,14 @@ class AgentdProcess:
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        return self.proc.wait(timeout=timeout)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:  # where it hung: its threads' stacks (faulthandler) and its log
+            self.proc.send_signal(signal.SIGABRT)
+            time.sleep(1)
+            self.kill()
+            raise AssertionError(f"agentd did not stop within {timeout:g}s of {signal.Signals(sig).name}; "
+                                 f"its log ends:\n{self.output()[-6000:]}") from None
 
 
 class HealthPoller:
