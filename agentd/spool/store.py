@@ -60,7 +60,7 @@ class Claim:
     strikes: int = 0  # retryable failures so far (carried by its deferral while it waits in incoming/)
     logged_outcome: dict[str, Any] | None = None  # the outcome line, when decided before a crash
     journal: Any = field(default=None, repr=False)  # the run's Journal while a retry after a disk error waits
-    commit_paths: list[str] = field(default_factory=list, repr=False)  # fsynced, the claim is durable
+    commit_paths: list[str] = field(default_factory=list, repr=False)  # to fsync for it; [] once on disk
     synced: "asyncio.Future[None] | None" = field(default=None, repr=False)  # its group commit, once asked for
     commit: Callable[[list[str]], Any] = field(default=lambda paths: asyncio.sleep(0), repr=False)
 

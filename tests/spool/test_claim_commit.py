@@ -109,3 +109,19 @@ async def test_a_failed_outcome_commit_leaves_the_claim_to_be_committed_by_the_r
     assert str(tmp_path / "incoming") in sync.commits[1][0] and final.parent.name == "archive"
     assert sum('"event":"outcome"' in line for line in audit.path.read_text().splitlines()) == 1
     audit.close()
+
+
+async def test_a_wait_before_the_outcome_commits_the_claim_first_and_the_outcome_does_not_repeat_it(
+        tmp_path: Path) -> None:
+    store, sync, audit = _store(tmp_path)
+    (tmp_path / "incoming" / "a.txt").write_text("a")
+    claim = await store.claim(tmp_path / "incoming" / "a.txt", "triage")
+    assert claim is not None
+    # When a tool's side effect waits for the claim, its commit runs then, before anything acts
+    await claim.durable()
+    [(paths, _)] = sync.commits
+    assert {str(tmp_path / "incoming"), str(tmp_path / "processing"), str(audit.path)} <= paths
+    # Then the outcome's commit does not fsync the claim's folders again
+    await store.finish(claim, Outcome.ARCHIVED, {"correlation_id": claim.cid}, {})
+    assert len(sync.commits) == 2 and str(tmp_path / "incoming") not in sync.commits[1][0]
+    audit.close()
