@@ -90,6 +90,7 @@ class Daemon(HealthView):
         c.state_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = take_state_lock(self.config.state_dir)
         self.services = s = build(c, provider=self.provider, wait_open=self.wait_open)
+        s.sync.use_helper()  # group commits in a process of their own: this loop's thread is busy
         s.pipeline.on_finish, s.pipeline.on_progress = self._on_finish, self._progress
         s.guards.extra_gates.append(self._deferral_gate)
         if s.audit.repaired:
@@ -369,6 +370,7 @@ class Daemon(HealthView):
             await self.http.stop()
         await s.gateway.close()
         await EXTRACT_POOL.close()
+        await s.sync.close()
         s.budget.save()
         s.audit.append("shutdown", processed=self.processed, unfinished=left)
         s.audit.flush_now()

@@ -1,52 +1,120 @@
-"""Group commit: many callers' fsyncs done together in one thread, off the event loop."""
+"""Group commit: many callers' new files and fsyncs done together, off the event loop.
+
+A round runs in the daemon's helper process (agentd.sync_worker) once GroupSync.use_helper()
+was called, else (the CLI, tests, a helper that cannot start) in a worker thread.
+"""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import itertools
 import json
 import os
+import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import structlog
 
-_counter = itertools.count()
-FSYNC_THREADS = 4
-_pool: list[concurrent.futures.ThreadPoolExecutor] = []
+from agentd import sync_worker
+from agentd.sync_worker import FRAME, do_round, fsync_path, write_file
+
+log = structlog.get_logger("agentd.durable")
+Write = tuple[str, bytes]  # a new file of a round: path, content
+Hook = tuple[str, Callable[[Any], None], Any]
+HELPER_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE")  # no secrets in a helper's reach
+HELPER_RETRY_S = 30.0  # a helper that died within this of its start is started again only after it
+HELPER_STOP_S = 5.0
+HELPER_ROUND_TIMEOUT_S = 60.0  # a helper that has not answered by then (stopped, stuck) is killed
 
 
-def _fsyncers() -> concurrent.futures.ThreadPoolExecutor:
-    """The threads a group commit's fsyncs run in (started when first needed)."""
-    if not _pool:
-        _pool.append(concurrent.futures.ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix="agentd-fsync"))
-    return _pool[0]
-
-
-def fsync_path(path: str | os.PathLike[str]) -> None:
-    """fsync a file or directory by path (the inode's dirty data, whoever wrote it)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def json_bytes(value: Any) -> bytes:
+    # one line: json's C encoder does not indent (jq or `agentd review show` print it nicely)
+    return json.dumps(value, ensure_ascii=False, default=str).encode("utf-8", "surrogateescape") + b"\n"
 
 
 def write_json(path: Path, value: Any) -> None:
     """Write JSON to a temporary sibling, then rename it over `path` (no fsync here)."""
-    tmp = path.with_name(f".tmp-{os.getpid()}-{next(_counter)}")  # short: path.name may be 255 bytes
-    # one line: json's C encoder does not indent (jq or `agentd review show` print it nicely)
-    data = json.dumps(value, ensure_ascii=False, default=str).encode("utf-8", "surrogateescape") + b"\n"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    except OSError:
-        os.close(fd)
-        os.unlink(tmp)
-        raise
-    os.close(fd)
-    os.rename(tmp, path)
+    write_file(path, json_bytes(value))
+
+
+class SyncHelper:
+    """The helper process of a GroupSync: started on its first round, started again when it dies."""
+
+    def __init__(self) -> None:
+        self.proc: asyncio.subprocess.Process | None = None
+        self.started_at = 0.0
+        self.retry_at = 0.0
+        self.closed = False
+
+    async def round(self, writes: list[Write], paths: list[str]
+                    ) -> tuple[dict[int, OSError], dict[str, OSError]] | None:
+        """The round done by the helper, or None when there is none to do it (the caller does it)."""
+        proc = await self._running()
+        if proc is None:
+            return None
+        assert proc.stdin is not None and proc.stdout is not None
+        header = json.dumps({"writes": [[path, len(data)] for path, data in writes], "paths": paths}).encode()
+        body = b"".join(data for _, data in writes)
+        try:
+            async with asyncio.timeout(HELPER_ROUND_TIMEOUT_S):
+                proc.stdin.write(FRAME.pack(len(header), len(body)) + header + body)
+                await proc.stdin.drain()
+                head_len, _ = FRAME.unpack(await proc.stdout.readexactly(FRAME.size))
+                answer = json.loads(await proc.stdout.readexactly(head_len))
+        except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError) as exc:
+            await self._lost(proc, exc)
+            return None  # the caller does the round: writes and fsyncs may be done twice, harmlessly
+        except BaseException:  # cancelled mid-round: the next answer on the pipe would not be ours
+            proc.kill()
+            raise
+        return ({int(i): OSError(no, text, writes[int(i)][0]) for i, (no, text) in answer["writes"].items()},
+                {path: OSError(no, text, path) for path, (no, text) in answer["paths"].items()})
+
+    async def _running(self) -> asyncio.subprocess.Process | None:
+        if self.proc is not None:
+            if self.proc.returncode is None:
+                return self.proc
+            await self._lost(self.proc, None)  # it died between two rounds
+        if self.closed or time.monotonic() < self.retry_at:
+            return None
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-I", sync_worker.__file__, str(os.getpid()), stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, env={k: v for k, v in os.environ.items() if k in HELPER_ENV},
+                cwd="/")
+        except OSError as exc:
+            self.retry_at = time.monotonic() + HELPER_RETRY_S
+            log.warning("sync_helper_unavailable", error=f"{exc.__class__.__name__}: {exc}",
+                        note="group commits run in the daemon's threads meanwhile")
+            return None
+        self.started_at = time.monotonic()
+        return self.proc
+
+    async def _lost(self, proc: asyncio.subprocess.Process, exc: BaseException | None) -> None:
+        if proc.returncode is None:
+            proc.kill()
+        status = await proc.wait()
+        if self.proc is proc:
+            self.proc = None
+        if time.monotonic() - self.started_at < HELPER_RETRY_S:
+            self.retry_at = time.monotonic() + HELPER_RETRY_S
+        log.warning("sync_helper_exited", status=status, error=f"{exc.__class__.__name__}: {exc}" if exc else None,
+                    note="rounds run in the daemon's threads until a new helper starts",
+                    next_helper_in_s=max(0.0, round(self.retry_at - time.monotonic(), 1)))
+
+    async def close(self) -> None:
+        """Let the helper finish its round and exit (killed after HELPER_STOP_S)."""
+        self.closed = True
+        proc, self.proc = self.proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), HELPER_STOP_S)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
 
 
 class GroupSync:
@@ -54,34 +122,52 @@ class GroupSync:
 
     def __init__(self, enabled: bool = True):
         self.enabled = enabled
-        self._pending: list[tuple[set[str], asyncio.Future[None]]] = []
+        self._pending: list[tuple[set[str], asyncio.Future[None], Write | None]] = []
         self._runner: asyncio.Task[None] | None = None
+        self._helper: SyncHelper | None = None
         self.rounds = 0
         self.fsyncs = 0
         self._hooks: list[tuple[str, Callable[[], Any], Callable[[Any], None]]] = []
 
+    def use_helper(self) -> None:
+        """Rounds from now on in a helper process (the daemon, whose loop's thread is busy: a
+        round in a thread would wait for it at every system call)."""
+        if self.enabled and self._helper is None:
+            self._helper = SyncHelper()
+
+    async def close(self) -> None:
+        """Stop the helper process; later rounds run in a thread."""
+        if self._helper is not None:
+            await self._helper.close()
+
+    @property
+    def helper_pid(self) -> int | None:
+        proc = self._helper.proc if self._helper is not None else None
+        return proc.pid if proc is not None and proc.returncode is None else None
+
     def after_sync(self, path: str | os.PathLike[str], prepare: Callable[[], Any],
                    commit: Callable[[Any], None]) -> None:
-        """After each round that fsynced `path`: commit(prepare()) in the round's thread.
+        """After each round that fsynced `path`: commit(prepare()) off the loop.
 
         prepare() runs on the loop just before the round's fsyncs start (what it captures
         is on disk when commit runs); commit must not raise.
         """
         self._hooks.append((os.fspath(path), prepare, commit))
 
-    async def sync(self, paths: Iterable[str | os.PathLike[str]], first: Callable[[], None] | None = None) -> None:
-        """fsync `paths` in the next round; `first` (a file to write, say) runs in the round's thread
-        before its fsyncs: one thread hop, not two. Its OSError is this caller's alone."""
+    async def sync(self, paths: Iterable[str | os.PathLike[str]],
+                   write: tuple[str | os.PathLike[str], bytes] | None = None) -> None:
+        """fsync `paths` in the next round; `write` (path, bytes: a new file) is written in the
+        round before its fsyncs. Its OSError is this caller's alone."""
         if not self.enabled:
-            if first is not None:
-                await asyncio.to_thread(first)
+            if write is not None:
+                await asyncio.to_thread(write_file, *write)
             return
         wanted = {os.fspath(p) for p in paths}
-        if not wanted and first is None:
+        if not wanted and write is None:
             return
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._pending.append((wanted, future, first))
+        self._pending.append((wanted, future, (os.fspath(write[0]), write[1]) if write is not None else None))
         if self._runner is None or self._runner.done():
             self._runner = loop.create_task(self._run())
         await asyncio.shield(future)
@@ -91,12 +177,24 @@ class GroupSync:
             batch, self._pending = self._pending, []
             paths = sorted(set().union(*(p for p, _, _ in batch)))
             hooks = [(path, commit, prepare()) for path, prepare, commit in self._hooks if path in paths]
-            firsts = [first for _, _, first in batch]
-            errors, first_errors = await asyncio.to_thread(self._round, firsts, paths, hooks)
+            hooks = [hook for hook in hooks if hook[2] is not None]
+            writes: list[Write] = []
+            writer: dict[int, int] = {}  # a write's index -> its caller's
+            for index, (_, _, write) in enumerate(batch):
+                if write is not None:
+                    writer[len(writes)] = index
+                    writes.append(write)
+            done = await self._helper.round(writes, paths) if self._helper is not None else None
+            if done is None:
+                done = await asyncio.to_thread(self._round, writes, paths, hooks)
+            elif hooks:
+                await asyncio.to_thread(self._after, hooks, done[1])
+            write_errors, errors = done
             self.rounds += 1
             self.fsyncs += len(paths)
+            failed_write = {writer[i]: exc for i, exc in write_errors.items()}
             for index, (wanted, future, _) in enumerate(batch):
-                failed = [first_errors[index]] if index in first_errors else [errors[p] for p in wanted if p in errors]
+                failed = [failed_write[index]] if index in failed_write else [errors[p] for p in wanted if p in errors]
                 if future.done():
                     continue
                 if failed:
@@ -105,37 +203,14 @@ class GroupSync:
                     future.set_result(None)
 
     @classmethod
-    def _round(cls, firsts: list[Callable[[], None] | None], paths: list[str],
-               hooks: Iterable[tuple[str, Callable[[Any], None], Any]]) -> tuple[dict[str, OSError], dict[int, OSError]]:
-        first_errors: dict[int, OSError] = {}
-        for index, first in enumerate(firsts):
-            if first is not None:
-                try:
-                    first()
-                except OSError as exc:
-                    first_errors[index] = exc
-        return cls._fsync_all(paths, hooks), first_errors
+    def _round(cls, writes: list[Write], paths: list[str], hooks: list[Hook]
+               ) -> tuple[dict[int, OSError], dict[str, OSError]]:
+        done = do_round(writes, paths)
+        cls._after(hooks, done[1])
+        return done
 
     @staticmethod
-    def _fsync_all(paths: list[str], hooks: Iterable[tuple[str, Callable[[Any], None], Any]] = ()) -> dict[str, OSError]:
-        """fsync every path, several at once: the file system's journal commits them together
-        (one after another, each fsync would wait for a commit of its own)."""
-        errors: dict[str, OSError] = {}
-
-        def one(path: str) -> None:
-            try:
-                fsync_path(path)
-            except FileNotFoundError:
-                return  # renamed or removed since: its new place is synced by its mover
-            except OSError as exc:
-                errors[path] = exc
-
-        if len(paths) > 1:
-            for _ in _fsyncers().map(one, paths):
-                pass
-        elif paths:
-            one(paths[0])
+    def _after(hooks: list[Hook], errors: dict[str, OSError]) -> None:
         for path, commit, token in hooks:
             if path not in errors:
                 commit(token)
-        return errors

@@ -1,7 +1,8 @@
 """Bench 4, backlog: 20,000 files already in incoming/ when agentd starts (offline provider).
 
 Time to the first result (exec to the first rename into a terminal folder), drain rate (files
-per second between the first and the last result) and peak RSS (VmHWM of the daemon).
+per second between the first and the last result), peak RSS (VmHWM of the daemon) and the CPU
+a file cost the daemon and its parser processes (start-up included).
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import (Agentd, arrival_times, bench_main, documents, drop_all, mib, print_figures, temp_home,
-                          terminal_count)
+from bench.common import (Agentd, arrival_times, bench_main, children_cpu_seconds, cpu_seconds, documents, drop_all,
+                          mib, print_figures, temp_home, terminal_count)
 
 FULL_FILES = 20_000
 QUICK_FILES = 300
@@ -36,6 +37,7 @@ def run(quick: bool = False, files: int | None = None) -> dict[str, Any]:
             peak_rss_seen = max(peak_rss_seen, daemon.rss_kib())
             time.sleep(0.25)
         peak_kib = daemon.peak_rss_kib()
+        cpu_s, parser_cpu_s = cpu_seconds(daemon.pid), children_cpu_seconds(daemon.pid)
         counts = terminal_count(home)
         arrivals = sorted(arrival_times(home).values())
         daemon.stop()
@@ -47,7 +49,8 @@ def run(quick: bool = False, files: int | None = None) -> dict[str, Any]:
               "first_result_s": round(arrivals[0] - exec_wall, 3),
               "drain_files_per_s": round((count - 1) / drain_s, 1) if drain_s > 0 else float("inf"),
               "total_s": round(arrivals[-1] - exec_wall, 1),
-              "peak_rss_mib": mib(max(peak_kib, peak_rss_seen))}
+              "peak_rss_mib": mib(max(peak_kib, peak_rss_seen)),
+              "cpu_ms_per_file": round(cpu_s * 1000 / count, 2), "parser_cpu_ms_per_file": round(parser_cpu_s * 1000 / count, 2)}
     print_figures("backlog", result)
     return result
 

@@ -46,7 +46,9 @@ BENCHES: dict[str, tuple[Callable[[bool], dict[str, Any]], Figures]] = {
     "backlog": (lambda quick: backlog.run(quick), {
         "drain files/s": (lambda r: r["drain_files_per_s"], True),
         "first result s": (lambda r: r["first_result_s"], False),
-        "peak RSS MiB": (lambda r: r["peak_rss_mib"], False)}),
+        "peak RSS MiB": (lambda r: r["peak_rss_mib"], False),
+        "daemon CPU ms/file": (lambda r: r["cpu_ms_per_file"], False),
+        "parser CPU ms/file": (lambda r: r["parser_cpu_ms_per_file"], False)}),
     "idle": (lambda quick: idle.run(quick), {
         "RSS MiB": (lambda r: r["rss_mib"], False), "CPU %": (lambda r: r["cpu_percent"], False)}),
     "startup": (lambda quick: startup.run(quick), {"READY s": (lambda r: r["ready_s"], False)}),

@@ -35,6 +35,23 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         time.sleep(interval)
 
 
+def process_gone(pid: int) -> bool:
+    """No such process any more, or only its zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def children_of(pid: int) -> set[int]:
+    """The live child processes of `pid` (of all its threads)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(p) for p in (task / "children").read_text().split()}
+    return found
+
+
 def base_env(home: Path, **overrides: Any) -> dict[str, str]:
     """A clean environment for agentd: only the variables a test sets, loopback only."""
     env = {k: v for k, v in os.environ.items()

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator
 from agentd import logs
 from agentd.audit import AuditLog, iso_of, iter_records_since
 from agentd.config import Config, crash_point
-from agentd.durable import GroupSync, fsync_path, write_json
+from agentd.durable import GroupSync, fsync_path, json_bytes, write_json
 from agentd.spool import layout
 from agentd.spool.deferred import Deferrals
 from agentd.spool.layout import (DEFAULT_WORKFLOW, INCOMING, JOURNAL_SUFFIX, PROCESSING, SIDECAR, Outcome, cid_time,
@@ -248,18 +248,15 @@ class Store:
         if in_processing and os.path.lexists(final) and not _is_ours(final, claim.cid):
             final = free_name(target_dir, final.name, claim.cid, self._reserved)  # a stranger took the name
         meta_path = layout.sidecar_of(final)
-
-        def write_sidecar() -> None:  # creating a file costs up to ~0.6 ms on a busy disk: not on the loop
-            write_json(meta_path, meta)
-            self.crash_point("after_sidecar")
-
         # a run that never wrote its journal has none on disk (a recovered claim's is looked for)
         unwritten = claim.journal is not None and not claim.journal.precious
         journal = [] if unwritten or not os.path.exists(claim.journal_path) else [claim.journal_path]
-        # written in the group commit's thread just before its fsyncs: one thread hop, not two;
-        # the commit covers the claim too when it is not on disk yet (one commit, not two in a row)
+        # the sidecar is written by the group commit just before its fsyncs (creating a file costs
+        # up to ~0.6 ms on a busy disk: not on the loop); the commit covers the claim too when it is
+        # not on disk yet (one commit, not two in a row)
         await self.sync.sync([self.audit.path, meta_path, target_dir, *journal, *claim.commit_paths],
-                             first=write_sidecar)
+                             write=(meta_path, json_bytes(meta)))
+        self.crash_point("after_sidecar")
         claim.committed()
         self.crash_point("before_final_rename")
         if in_processing:

@@ -23,7 +23,8 @@ from agentd.errors import DataError
 from agentd.server.looplag import LoopLag
 from agentd.run.isolated import ExtractPool
 from tests.heavy_inputs import bomb_pdf, rules_bomb_text, slow_html, slow_pdf, text_pdf
-from tests.helpers import AgentdProcess, HealthPoller, metric, sidecar_for, sidecars, wait_until
+from tests.helpers import (AgentdProcess, HealthPoller, children_of, metric, process_gone, sidecar_for, sidecars,
+                           wait_until)
 
 # The shared 2-core machine can deschedule the daemon for a while; what is asserted here is
 # that a parse of several seconds never shows in /health. bench/loop_lag.py measures the figure.
@@ -112,21 +113,6 @@ def _peak_rss_mib(pid: int) -> float:
     raise AssertionError("no VmHWM")
 
 
-def _children(pid: int) -> set[int]:
-    found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found |= {int(p) for p in (task / "children").read_text().split()}
-    return found
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-
-
 def test_a_parser_busy_with_a_slow_file_dies_with_a_sigkilled_daemon(
         home: Path, daemon: Callable[..., AgentdProcess]) -> None:
     # Given a daemon parsing a slow HTML page with a long deadline
@@ -135,11 +121,11 @@ def test_a_parser_busy_with_a_slow_file_dies_with_a_sigkilled_daemon(
     assert agent.proc is not None
     wait_until(lambda: (home / "processing").exists() and any((home / "processing").iterdir()),
                message="the slow page claimed")
-    parsers = wait_until(lambda: _children(agent.proc.pid), message="a parser process")  # type: ignore[union-attr]
+    parsers = wait_until(lambda: children_of(agent.proc.pid), message="a parser process")  # type: ignore[union-attr]
     # When the daemon is SIGKILLed
     agent.kill()
     # Then no parser is left behind burning CPU
-    wait_until(lambda: all(_gone(pid) for pid in parsers), timeout=10, message="parsers gone")
+    wait_until(lambda: all(process_gone(pid) for pid in parsers), timeout=10, message="parsers gone")
 
 
 async def test_a_worker_killed_at_the_deadline_is_replaced_and_the_next_file_works() -> None:
@@ -150,7 +136,7 @@ async def test_a_worker_killed_at_the_deadline_is_replaced_and_the_next_file_wor
         with pytest.raises(DataError) as caught:
             await parse
         assert caught.value.reason == "extract_timeout"
-        assert _gone(killed)
+        assert process_gone(killed)
         document = await pool.extract("ok.html", b"<html><title>T</title><p>after the kill</p></html>", 5)
         assert document.text.endswith("after the kill") and document.meta == {"title": "T"}
         assert pool.pids()["idle"] not in ([], [killed]) and pool.started == 2

@@ -9,6 +9,7 @@ import pytest
 
 from agentd.audit import AuditLog
 from agentd.config import Config
+from agentd.durable import write_file
 from agentd.spool.deferred import Deferrals
 from agentd.spool.layout import ALL_FOLDERS, Outcome
 from agentd.spool.store import Store
@@ -59,9 +60,9 @@ class RecordingSync:
         self.failing = failing
         self.commits: list[tuple[set[str], int]] = []
 
-    async def sync(self, paths: Any, first: Any = None) -> None:
-        if first is not None:
-            first()
+    async def sync(self, paths: Any, write: Any = None) -> None:
+        if write is not None:
+            write_file(*write)
         lines = len(self.audit_path.read_bytes().splitlines())
         self.commits.append(({str(p) for p in paths}, lines))
         if len(self.commits) in self.failing:
