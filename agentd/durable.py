@@ -6,6 +6,7 @@ was called, else (the CLI, tests, a helper that cannot start) in a worker thread
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -21,6 +22,7 @@ from agentd.sync_worker import FRAME, do_round, fsync_path, write_file
 log = structlog.get_logger("agentd.durable")
 Write = tuple[str, bytes]  # a new file of a round: path, content
 Hook = tuple[str, Callable[[Any], None], Any]
+HELPER_SCRIPT = sync_worker.__file__
 HELPER_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE")  # no secrets in a helper's reach
 HELPER_RETRY_S = 30.0  # a helper that died within this of its start is started again only after it
 HELPER_STOP_S = 5.0
@@ -61,14 +63,15 @@ class SyncHelper:
                 await proc.stdin.drain()
                 head_len, _ = FRAME.unpack(await proc.stdout.readexactly(FRAME.size))
                 answer = json.loads(await proc.stdout.readexactly(head_len))
-        except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError) as exc:
+            return ({int(i): OSError(no, text, writes[int(i)][0]) for i, (no, text) in answer["writes"].items()},
+                    {path: OSError(no, text, path) for path, (no, text) in answer["paths"].items()})
+        except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError, LookupError, TypeError) as exc:
             await self._lost(proc, exc)
             return None  # the caller does the round: writes and fsyncs may be done twice, harmlessly
         except BaseException:  # cancelled mid-round: the next answer on the pipe would not be ours
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
             raise
-        return ({int(i): OSError(no, text, writes[int(i)][0]) for i, (no, text) in answer["writes"].items()},
-                {path: OSError(no, text, path) for path, (no, text) in answer["paths"].items()})
 
     async def _running(self) -> asyncio.subprocess.Process | None:
         if self.proc is not None:
@@ -79,7 +82,7 @@ class SyncHelper:
             return None
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-I", sync_worker.__file__, str(os.getpid()), stdin=asyncio.subprocess.PIPE,
+                sys.executable, "-I", HELPER_SCRIPT, str(os.getpid()), stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, env={k: v for k, v in os.environ.items() if k in HELPER_ENV},
                 cwd="/")
         except OSError as exc:
@@ -92,7 +95,8 @@ class SyncHelper:
 
     async def _lost(self, proc: asyncio.subprocess.Process, exc: BaseException | None) -> None:
         if proc.returncode is None:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
         status = await proc.wait()
         if self.proc is proc:
             self.proc = None
@@ -113,7 +117,8 @@ class SyncHelper:
         try:
             await asyncio.wait_for(proc.wait(), HELPER_STOP_S)
         except TimeoutError:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
             await proc.wait()
 
 

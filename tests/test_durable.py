@@ -173,3 +173,23 @@ async def test_a_helper_that_does_not_answer_in_time_is_killed_and_the_round_don
     os.kill(pid, signal.SIGSTOP)  # as stuck as a helper gets
     await asyncio.wait_for(sync.sync([tmp_path], write=(tmp_path / "a", b"a")), 10)
     assert (tmp_path / "a").read_bytes() == b"a" and process_gone(pid)
+
+
+@pytest.mark.parametrize("answer", [b"not json", b'{"writes": {}}', b'{"writes": {"0": 5}, "paths": {}}'])
+async def test_a_helper_answering_nonsense_is_replaced_and_the_round_done_in_a_thread(
+        tmp_path: Path, make_sync, monkeypatch: pytest.MonkeyPatch, answer: bytes) -> None:
+    # Given a helper that reads a request and answers with a malformed header
+    script = tmp_path / "bad_helper.py"
+    script.write_text("import struct, sys\n"
+                      "head, body = struct.unpack('>II', sys.stdin.buffer.read(8))\n"
+                      "sys.stdin.buffer.read(head + body)\n"
+                      f"sys.stdout.buffer.write(struct.pack('>II', {len(answer)}, 0) + {answer!r})\n"
+                      "sys.stdout.buffer.flush()\n"
+                      "sys.stdin.buffer.read()\n")
+    monkeypatch.setattr(durable, "HELPER_SCRIPT", str(script))
+    sync = make_sync("helper")
+    (tmp_path / "out").mkdir()
+    # When a round is sent to it
+    await asyncio.wait_for(sync.sync([tmp_path / "out"], write=(tmp_path / "out" / "a", b"a")), 10)
+    # Then the round was done all the same, and the helper is gone
+    assert (tmp_path / "out" / "a").read_bytes() == b"a" and sync.helper_pid is None
