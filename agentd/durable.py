@@ -47,6 +47,7 @@ class SyncHelper:
         self.started_at = 0.0
         self.retry_at = 0.0
         self.closed = False
+        self._starting: asyncio.Future[None] | None = None
 
     async def round(self, writes: list[Write], paths: list[str]
                     ) -> tuple[dict[int, OSError], dict[str, OSError]] | None:
@@ -73,15 +74,28 @@ class SyncHelper:
                 proc.kill()
             raise
 
+    def start_soon(self) -> None:
+        """Start the helper in the background; rounds meanwhile run in a thread (never wait for it)."""
+        if self._starting is None and not self.closed and time.monotonic() >= self.retry_at:
+            self._starting = asyncio.ensure_future(self._start())
+
+    async def started(self) -> int | None:
+        """The helper's pid once a start under way is done (tests, diagnostics)."""
+        if self._starting is not None:
+            await asyncio.shield(self._starting)
+        return self.proc.pid if self.proc is not None and self.proc.returncode is None else None
+
     async def _running(self) -> asyncio.subprocess.Process | None:
         if self.proc is not None:
             if self.proc.returncode is None:
                 return self.proc
             await self._lost(self.proc, None)  # it died between two rounds
-        if self.closed or time.monotonic() < self.retry_at:
-            return None
+        self.start_soon()
+        return None
+
+    async def _start(self) -> None:
         try:
-            self.proc = await asyncio.create_subprocess_exec(
+            proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-I", HELPER_SCRIPT, str(os.getpid()), stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, env={k: v for k, v in os.environ.items() if k in HELPER_ENV},
                 cwd="/")
@@ -89,9 +103,10 @@ class SyncHelper:
             self.retry_at = time.monotonic() + HELPER_RETRY_S
             log.warning("sync_helper_unavailable", error=f"{exc.__class__.__name__}: {exc}",
                         note="group commits run in the daemon's threads meanwhile")
-            return None
-        self.started_at = time.monotonic()
-        return self.proc
+            return
+        finally:
+            self._starting = None
+        self.proc, self.started_at = proc, time.monotonic()
 
     async def _lost(self, proc: asyncio.subprocess.Process, exc: BaseException | None) -> None:
         if proc.returncode is None:
@@ -105,10 +120,13 @@ class SyncHelper:
         log.warning("sync_helper_exited", status=status, error=f"{exc.__class__.__name__}: {exc}" if exc else None,
                     note="rounds run in the daemon's threads until a new helper starts",
                     next_helper_in_s=max(0.0, round(self.retry_at - time.monotonic(), 1)))
+        self.start_soon()
 
     async def close(self) -> None:
         """Let the helper finish its round and exit (killed after HELPER_STOP_S)."""
         self.closed = True
+        if self._starting is not None:
+            await asyncio.shield(self._starting)
         proc, self.proc = self.proc, None
         if proc is None or proc.returncode is not None:
             return
@@ -135,10 +153,15 @@ class GroupSync:
         self._hooks: list[tuple[str, Callable[[], Any], Callable[[Any], None]]] = []
 
     def use_helper(self) -> None:
-        """Rounds from now on in a helper process (the daemon, whose loop's thread is busy: a
-        round in a thread would wait for it at every system call)."""
+        """Rounds in a helper process from when it is up (the daemon, whose loop's thread is busy:
+        a round in a thread would wait for it at every system call). Called on the loop."""
         if self.enabled and self._helper is None:
             self._helper = SyncHelper()
+            self._helper.start_soon()
+
+    async def helper_started(self) -> int | None:
+        """The helper's pid, once its start under way is done; None without one."""
+        return await self._helper.started() if self._helper is not None else None
 
     async def close(self) -> None:
         """Stop the helper process; later rounds run in a thread."""

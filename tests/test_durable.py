@@ -21,13 +21,15 @@ MODES = ["thread", "helper"]
 
 @pytest.fixture
 async def make_sync() -> AsyncIterator[object]:
+    """await make_sync(mode, enabled): a GroupSync; in "helper" mode with its helper up."""
     made: list[GroupSync] = []
 
-    def make(mode: str = "thread", enabled: bool = True) -> GroupSync:
+    async def make(mode: str = "thread", enabled: bool = True) -> GroupSync:
         sync = GroupSync(enabled=enabled)
+        made.append(sync)
         if mode == "helper":
             sync.use_helper()
-        made.append(sync)
+            assert await sync.helper_started() is not None
         return sync
 
     yield make
@@ -38,7 +40,7 @@ async def make_sync() -> AsyncIterator[object]:
 @pytest.mark.parametrize("mode,enabled", [("thread", True), ("helper", True), ("thread", False)])
 async def test_a_write_is_done_in_the_round_and_a_failing_one_fails_only_its_caller(
         tmp_path: Path, make_sync, mode: str, enabled: bool) -> None:
-    sync = make_sync(mode, enabled)
+    sync = await make_sync(mode, enabled)
     # Given two callers in one round: one writes a file, the other a file in a folder that is gone
     results = await asyncio.gather(sync.sync([tmp_path / "a.json", tmp_path], write=(tmp_path / "a.json", b"{}\n")),
                                    sync.sync([tmp_path], write=(tmp_path / "gone" / "b.json", b"{}\n")),
@@ -63,7 +65,7 @@ async def test_each_caller_gets_its_own_paths_error_and_a_vanished_path_fails_no
     for path in files:
         path.write_text("x")
     (tmp_path / "link").symlink_to(files[0])
-    sync = make_sync(mode)
+    sync = await make_sync(mode)
     # When three callers share the round
     results = await asyncio.gather(sync.sync(files), sync.sync([tmp_path / "gone"]),
                                    sync.sync([files[1], tmp_path / "link"]), return_exceptions=True)
@@ -86,14 +88,14 @@ async def test_a_rounds_fsyncs_run_on_several_threads_at_once(tmp_path: Path, mo
         real(path)
 
     monkeypatch.setattr(sync_worker, "fsync_path", watched)
-    await make_sync("thread").sync(files)
+    await (await make_sync("thread")).sync(files)
     assert len(threads) > 1, threads
 
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_hook_runs_after_a_round_that_synced_its_path_and_not_after_a_failed_one(
         tmp_path: Path, make_sync, mode: str) -> None:
-    sync = make_sync(mode)
+    sync = await make_sync(mode)
     (tmp_path / "log").write_text("x")
     committed: list[tuple[int, bool]] = []
     tokens = iter(range(100))
@@ -111,7 +113,7 @@ async def test_a_hook_runs_after_a_round_that_synced_its_path_and_not_after_a_fa
 async def test_a_helper_killed_between_rounds_or_in_one_loses_no_round_and_a_new_one_follows(
         tmp_path: Path, make_sync, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(durable, "HELPER_RETRY_S", 0.0)
-    sync = make_sync("helper")
+    sync = await make_sync("helper")
     await sync.sync([tmp_path], write=(tmp_path / "1", b"1"))
     first = sync.helper_pid
     assert first is not None
@@ -119,8 +121,7 @@ async def test_a_helper_killed_between_rounds_or_in_one_loses_no_round_and_a_new
     os.kill(first, signal.SIGKILL)
     await sync.sync([tmp_path], write=(tmp_path / "2", b"2"))
     # And the next helper is stopped, then killed, while a round waits for it
-    await sync.sync([tmp_path])
-    second = sync.helper_pid
+    second = await sync.helper_started()
     assert second not in (None, first)
     os.kill(second, signal.SIGSTOP)
     waiting = asyncio.ensure_future(sync.sync([tmp_path], write=(tmp_path / "3", b"3")))
@@ -130,13 +131,12 @@ async def test_a_helper_killed_between_rounds_or_in_one_loses_no_round_and_a_new
     await asyncio.wait_for(waiting, 10)
     # Then every round's file is there and a third helper does the next round
     assert [(tmp_path / n).read_bytes() for n in "123"] == [b"1", b"2", b"3"]
-    await sync.sync([tmp_path])
-    assert sync.helper_pid not in (None, first, second)
+    assert await sync.helper_started() not in (None, first, second)
 
 
 async def test_a_helper_that_keeps_dying_is_not_restarted_at_once(
         tmp_path: Path, make_sync) -> None:
-    sync = make_sync("helper")
+    sync = await make_sync("helper")
     await sync.sync([tmp_path])
     pid = sync.helper_pid
     assert pid is not None
@@ -150,7 +150,7 @@ async def test_a_helper_that_keeps_dying_is_not_restarted_at_once(
 async def test_the_helper_holds_no_secret_and_exits_when_closed(
         tmp_path: Path, make_sync, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLM_API_KEY", "sk-test-never-in-a-helper-0123456789")
-    sync = make_sync("helper")
+    sync = await make_sync("helper")
     await sync.sync([tmp_path])
     pid = sync.helper_pid
     assert pid is not None
@@ -166,7 +166,7 @@ async def test_the_helper_holds_no_secret_and_exits_when_closed(
 async def test_a_helper_that_does_not_answer_in_time_is_killed_and_the_round_done_in_a_thread(
         tmp_path: Path, make_sync, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(durable, "HELPER_ROUND_TIMEOUT_S", 0.5)
-    sync = make_sync("helper")
+    sync = await make_sync("helper")
     await sync.sync([tmp_path])
     pid = sync.helper_pid
     assert pid is not None
@@ -187,7 +187,7 @@ async def test_a_helper_answering_nonsense_is_replaced_and_the_round_done_in_a_t
                       "sys.stdout.buffer.flush()\n"
                       "sys.stdin.buffer.read()\n")
     monkeypatch.setattr(durable, "HELPER_SCRIPT", str(script))
-    sync = make_sync("helper")
+    sync = await make_sync("helper")
     (tmp_path / "out").mkdir()
     # When a round is sent to it
     await asyncio.wait_for(sync.sync([tmp_path / "out"], write=(tmp_path / "out" / "a", b"a")), 10)
