@@ -90,7 +90,6 @@ class Daemon(HealthView):
         c.state_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = take_state_lock(self.config.state_dir)
         self.services = s = build(c, provider=self.provider, wait_open=self.wait_open)
-        s.sync.use_helper()  # group commits in a process of their own: this loop's thread is busy
         s.pipeline.on_finish, s.pipeline.on_progress = self._on_finish, self._progress
         s.guards.extra_gates.append(self._deferral_gate)
         if s.audit.repaired:
@@ -102,7 +101,6 @@ class Daemon(HealthView):
         self.queue: asyncio.Queue[Candidate | Claim] = asyncio.Queue(maxsize=c.concurrency)
         EXTRACT_POOL.configure(c.concurrency, c.extract_memory_mb)
         EXTRACT_POOL.open()
-        EXTRACT_POOL.warm()
         self._install_signals()
         crashed = (c.state_dir / RUNNING_FILE).exists()
         recovered = s.store.recover(clean_shutdown=not crashed)
@@ -128,6 +126,10 @@ class Daemon(HealthView):
         log.info("started", version=__version__, home=str(c.home), provider=c.llm_provider, model=c.llm_model,
                  concurrency=c.concurrency, recovered=len(recovered), incoming=str(c.incoming), health=self.health_url)
         self.notifier.notify(f"READY=1\nSTATUS={self.status_line()}\nMAINPID={os.getpid()}")
+        # helper processes start after READY, not competing with start-up for the CPU: a parser,
+        # and the group commit's helper (this loop's thread is busy; rounds until it is up run in a thread)
+        EXTRACT_POOL.warm()
+        s.sync.use_helper()
         self._warming = asyncio.ensure_future(asyncio.to_thread(schemas.warm))  # imported off the loop, after READY
 
     @property
