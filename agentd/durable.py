@@ -155,7 +155,7 @@ class GroupSync:
     def use_helper(self) -> None:
         """Rounds in a helper process from when it is up (the daemon, whose loop's thread is busy:
         a round in a thread would wait for it at every system call). Called on the loop."""
-        if self.enabled and self._helper is None:
+        if self._helper is None:  # with AGENTD_FSYNC=0 too: it writes the files, with no fsyncs
             self._helper = SyncHelper()
             self._helper.start_soon()
 
@@ -186,11 +186,11 @@ class GroupSync:
                    write: tuple[str | os.PathLike[str], bytes] | None = None) -> None:
         """fsync `paths` in the next round; `write` (path, bytes: a new file) is written in the
         round before its fsyncs. Its OSError is this caller's alone."""
-        if not self.enabled:
+        if not self.enabled and (write is None or self._helper is None):
             if write is not None:
                 await asyncio.to_thread(write_file, *write)
             return
-        wanted = {os.fspath(p) for p in paths}
+        wanted = {os.fspath(p) for p in paths} if self.enabled else set()
         if not wanted and write is None:
             return
         loop = asyncio.get_running_loop()
