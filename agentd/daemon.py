@@ -126,8 +126,7 @@ class Daemon(HealthView):
         log.info("started", version=__version__, home=str(c.home), provider=c.llm_provider, model=c.llm_model,
                  concurrency=c.concurrency, recovered=len(recovered), incoming=str(c.incoming), health=self.health_url)
         self.notifier.notify(f"READY=1\nSTATUS={self.status_line()}\nMAINPID={os.getpid()}")
-        # helper processes start after READY, not competing with start-up for the CPU: a parser,
-        # and the group commit's helper (this loop's thread is busy; rounds until it is up run in a thread)
+        # a parser and the group commit's helper start after READY, not competing with start-up for the CPU
         EXTRACT_POOL.warm()
         s.sync.use_helper()
         self._warming = asyncio.ensure_future(asyncio.to_thread(schemas.warm))  # imported off the loop, after READY
