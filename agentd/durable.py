@@ -79,11 +79,16 @@ class SyncHelper:
         if self._starting is None and not self.closed and time.monotonic() >= self.retry_at:
             self._starting = asyncio.ensure_future(self._start())
 
+    @property
+    def pid(self) -> int | None:
+        """The running helper's pid."""
+        return self.proc.pid if self.proc is not None and self.proc.returncode is None else None
+
     async def started(self) -> int | None:
         """The helper's pid once a start under way is done (tests, diagnostics)."""
         if self._starting is not None:
             await asyncio.shield(self._starting)
-        return self.proc.pid if self.proc is not None and self.proc.returncode is None else None
+        return self.pid
 
     async def _running(self) -> asyncio.subprocess.Process | None:
         if self.proc is not None:
@@ -170,8 +175,7 @@ class GroupSync:
 
     @property
     def helper_pid(self) -> int | None:
-        proc = self._helper.proc if self._helper is not None else None
-        return proc.pid if proc is not None and proc.returncode is None else None
+        return self._helper.pid if self._helper is not None else None
 
     def after_sync(self, path: str | os.PathLike[str], prepare: Callable[[], Any],
                    commit: Callable[[Any], None]) -> None:

@@ -4,7 +4,7 @@ The primitives of agentd.durable, and the main of its helper process: `python -I
 agentd/sync_worker.py PARENT_PID`, started by the daemon's GroupSync. A round done in the daemon's own
 threads waits for the event loop's thread at every system call (the GIL): on a busy 2-core
 machine a round of 1-2 ms took 6-9 ms. The helper does it in a process of its own. It imports
-nothing of agentd (a fresh one costs about 20 ms of CPU and 10 MiB) and trusts its parent only:
+nothing of agentd (a fresh one costs about 20 ms of CPU and 13 MiB) and trusts its parent only:
 requests are frames on stdin (FRAME, a JSON header naming the files to write with their sizes
 and the paths to fsync, then the files' bytes), answers are frames on stdout (FRAME, a JSON
 header with each failed write's and each failed path's errno; no body).
