@@ -1,7 +1,8 @@
 """The kill switch: its state file and its guard. The state is a file under AGENTD_HOME/state that survives restarts.
 
-Whoever changes it (the CLI, the admin endpoint) writes the audit event; the daemon
-re-reads the file within a quarter of a second and stops starting model and tool calls.
+Whoever changes it (the CLI, the admin endpoint) writes the audit event; the daemon re-reads
+the file before every claim and /health answer, and on every tick (a quarter of a second while
+runs are in flight), and stops starting model and tool calls.
 """
 from __future__ import annotations
 

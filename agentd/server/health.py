@@ -4,9 +4,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from agentd import __version__
+from agentd import __version__, logs
 from agentd.spool.counts import oldest_waiting_age_s
 
+log = logs.get("agentd")
 LOOP_STALL_S = 10.0
 OLDEST_EVERY_S = 5.0
 
@@ -19,6 +20,8 @@ class HealthView:
     watcher: Any
     probe: Any
     supervisor: Any
+    loop_lag: Any
+    traces: Any
     queue: Any
     in_flight: int
     paused: int
@@ -96,6 +99,28 @@ class HealthView:
                 self._writable = False
         return self._writable
 
+    def refresh_kill(self) -> None:
+        """Re-read the kill switch file if it changed (a stat): before every claim and /health answer, and
+        every tick; a flip is logged once, by whichever read saw it."""
+        kill = self.services.kill
+        if kill.refresh():
+            log.warning("kill_switch", engaged=kill.engaged, reason=kill.state.get("reason"))
+        self.services.metrics.kill_switch.set(1 if kill.engaged else 0)
+
+    def render_metrics(self) -> bytes:
+        """/metrics: the gauges read at scrape time, then the registry's text."""
+        s = self.services
+        self.refresh_kill()
+        s.metering.update_latency_quantiles()
+        s.metrics.spend_today.set(float(s.budget.spent_today))
+        s.metrics.budget_used.set(s.budget.used_ratio())
+        s.metrics.loop_lag.set(self.loop_lag.max_s())
+        self.counts()
+        s.metrics.audit_seq.set(s.audit.last.seq)
+        if self.traces is not None:
+            s.metrics.otlp_lag.set(self.traces.lag(s.audit.last.seq))
+        return s.metrics.render()
+
     def degraded(self) -> list[str]:
         s = self.services
         reasons = []
@@ -116,6 +141,7 @@ class HealthView:
 
     def health(self) -> dict[str, Any]:
         s = self.services
+        self.refresh_kill()
         problems, degraded = self.problems(), self.degraded()
         status = "unhealthy" if problems else "degraded" if degraded else "ok"
         return {

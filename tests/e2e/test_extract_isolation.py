@@ -238,9 +238,9 @@ async def test_loop_lag_sees_a_blocked_loop() -> None:
     assert 0.15 < lag.max_s() < 1.0
 
 
-async def test_loop_lag_samples_often_only_while_busy() -> None:
+async def test_loop_lag_samples_often_while_busy_and_not_at_all_idle_until_poked() -> None:
     busy = [True]
-    lag = LoopLag(interval_s=0.01, idle_interval_s=0.2, busy=lambda: busy[0])
+    lag = LoopLag(interval_s=0.01, busy=lambda: busy[0])
     wakes = [0]
     record = lag.record
     lag.record = lambda s: (wakes.__setitem__(0, wakes[0] + 1), record(s))[1]  # type: ignore[method-assign]
@@ -248,9 +248,13 @@ async def test_loop_lag_samples_often_only_while_busy() -> None:
     await asyncio.sleep(0.3)
     while_busy, wakes[0] = wakes[0], 0
     busy[0] = False
-    await asyncio.sleep(0.25)  # the sleep begun while busy ends first
+    await asyncio.sleep(0.05)  # the sleep begun while busy ends first
     wakes[0] = 0
-    await asyncio.sleep(0.6)
+    await asyncio.sleep(0.5)
+    while_idle, wakes[0] = wakes[0], 0
+    busy[0] = True
+    lag.poke()  # work arrived
+    await asyncio.sleep(0.2)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    assert while_busy >= 15 and wakes[0] <= 4, (while_busy, wakes[0])
+    assert while_busy >= 15 and while_idle == 0 and wakes[0] >= 8, (while_busy, while_idle, wakes[0])

@@ -1,6 +1,7 @@
 """The kill switch and the admin endpoints: one command stops every model and tool call."""
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -68,3 +69,22 @@ def test_no_admin_routes_without_a_token(home: Path, daemon: Callable[..., Agent
     agent = daemon()
     assert agent.request("POST", "/admin/kill-switch", headers={"Authorization": "Bearer "})[0] == 404
     assert agent.request("DELETE", "/admin/kill-switch")[0] == 404
+
+
+def test_an_idle_daemon_sees_the_kill_switch_at_once_in_health_and_before_the_next_claim(
+        home: Path, daemon: Callable[..., AgentdProcess]) -> None:
+    # Given an idle daemon (its tick is slower then)
+    agent = daemon()
+    time.sleep(1.5)
+    # When the switch goes on from the CLI and a file arrives right after
+    assert cli(None, "kill-switch", "on", "--reason", "audit", env=agent.env).returncode == 0
+    health = agent.health()
+    (home / "incoming" / "late.txt").write_text("Invoice 7 total 12 EUR\n")
+    # Then /health says so without waiting for a tick, and the file is never claimed
+    assert health["status"] == "degraded" and health["kill_switch"]["engaged"] is True
+    time.sleep(2.0)
+    assert (home / "incoming" / "late.txt").exists() and not any(terminal_files(home).values())
+    events = [json.loads(line) for line in agent.output().splitlines() if line.startswith("{")]
+    assert [e["engaged"] for e in events if e["event"] == "kill_switch"] == [True]  # logged once, by the first read
+    assert cli(None, "kill-switch", "off", env=agent.env).returncode == 0
+    wait_until(lambda: terminal_files(home)["archive"], timeout=20, message="late.txt archived after the release")

@@ -110,6 +110,26 @@ def test_an_item_entering_review_is_announced_once_with_a_link_that_only_shows_i
         assert status == 200 and b'name="token"' in page and (home / "review" / "note.txt").exists()
 
 
+def test_a_webhook_url_set_by_a_reload_announces_what_waits_in_review(home: Path) -> None:
+    from tests.tools.webhook import Webhook
+
+    env_file = home.parent / "agentd.env"
+    env_file.write_text("AGENTD_REVIEW_CONFIDENCE=0.99\n")
+    with Webhook() as hook:
+        proc = AgentdProcess(home, base_env(home), args=("--env-file", str(env_file))).start()
+        try:
+            (home / "incoming" / "note.txt").write_text("A short note about nothing much.\n")
+            cid = wait_until(lambda: sidecar_for(home, "note.txt"), timeout=20, message="in review/")["correlation_id"]
+            env_file.write_text(f"AGENTD_REVIEW_CONFIDENCE=0.99\nNOTIFY_WEBHOOK_URL={hook.url}\n")
+
+            proc.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+
+            wait_until(lambda: hook.deliveries, timeout=15, message="the delivery after the reload (within 10 s)")
+            assert [d.body["correlation_id"] for d in hook.deliveries] == [cid]
+        finally:
+            proc.kill()
+
+
 def test_check_config_names_the_console_users_but_not_their_tokens(home: Path) -> None:
     shown = cli(home, "check-config", **CONSOLE_ENV)
     assert shown.returncode == 0, shown.stderr

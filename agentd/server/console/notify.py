@@ -18,6 +18,7 @@ from agentd.spool.layout import display_name
 
 log = logs.get("agentd.review")
 EVERY_S = 2.0
+UNSET_EVERY_S = 10.0  # with no URL, only a reload can set one: look less often (an idle daemon wakes less)
 TIMEOUT_S = 10.0
 
 
@@ -67,7 +68,7 @@ class ReviewNotifier:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as http:
             while True:
                 await self.tick(http)
-                await asyncio.sleep(EVERY_S)
+                await asyncio.sleep(EVERY_S if self.config().webhook_url else UNSET_EVERY_S)
 
     async def background(self, _app: web.Application) -> AsyncIterator[None]:
         """An aiohttp cleanup context: the loop runs while the HTTP app does."""
