@@ -40,7 +40,9 @@ _ANY = re.compile("|".join(f"(?:{p.pattern.removeprefix('(?i)')})" for p, _ in R
 # where the only letter re's IGNORECASE matches differently (dotless i) is mapped back.
 _CASED_MARKERS = ("=", "://", "sk-", "AKIA", "ASIA", "gh", "xox")
 _FOLDED_MARKERS = ("bearer", "basic", "key", "authorization")
-CACHE_SIZE = 4096  # scrubbed strings remembered (a sidecar's values reach the audit log and the log again)
+# scrubbed strings remembered: a file's values reach the audit log and the log within moments
+# (4,096 held a megabyte more in a backlog and drained it more slowly)
+CACHE_SIZE = 256
 CACHE_MAX_CHARS = 2048
 
 
