@@ -1,4 +1,4 @@
-"""What /health, STATUS= and the watchdog see: problems (unhealthy), degradations, counts."""
+"""What /health, /metrics, STATUS= and the watchdog see: problems (unhealthy), degradations, counts."""
 from __future__ import annotations
 
 import time

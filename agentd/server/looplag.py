@@ -13,7 +13,7 @@ WINDOW_S = 60
 class LoopLag:
     """A task that sleeps INTERVAL_S at a time while `busy()` says there is work; any lateness is time
     the loop could not run. Idle, it sleeps until `poke()` (new work): the daemon's tick `record`s its
-    own lateness four times a second, and an idle process that wakes less costs less CPU."""
+    own lateness meanwhile, and an idle process that wakes less costs less CPU."""
 
     def __init__(self, interval_s: float = INTERVAL_S, window_s: int = WINDOW_S,
                  clock: Callable[[], float] = time.monotonic, busy: Callable[[], bool] = lambda: True):
