@@ -13,7 +13,7 @@ from agentd.audit.anchor import AnchorError, AnchorStore
 from agentd.audit.chain import CURRENT, GENESIS, Entry, canonical, intact, iso_of, parse_line
 from agentd.audit.files import first_record, last_record, rotated_files
 from agentd.audit.redact import Redactor
-from agentd.durable import GroupSync
+from agentd.durable.group import GroupSync
 
 DAY_S = 86400.0
 ANCHOR_INTERVAL_S = 0.5  # the anchor is rewritten (and fsynced) at most this often by group commits

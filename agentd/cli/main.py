@@ -26,7 +26,7 @@ def _print_json(value: Any) -> None:
 # -- commands ---------------------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
-    from agentd.daemon import Daemon
+    from agentd.lifecycle.daemon import Daemon
     from agentd.spool.lock import AlreadyRunning
     from agentd.server.app import ListenError
     from agentd.audit.redact import Redactor
@@ -119,7 +119,7 @@ def _audit(config: Config) -> Any:
 
 def _store(config: Config, audit: Any) -> Any:
     """The spool store for a command that moves files (it is the only mover, also outside the daemon)."""
-    from agentd.durable import GroupSync
+    from agentd.durable.group import GroupSync
     from agentd.spool.deferred import Deferrals
     from agentd.spool.store import Store
 
@@ -276,7 +276,7 @@ def cmd_trace(args: argparse.Namespace, config: Config) -> int:
 def cmd_check_config(args: argparse.Namespace, config: Config) -> int:
     from agentd import workflows
     from agentd.audit.redact import Redactor
-    from agentd.reloading import applies_on_reload
+    from agentd.lifecycle.reloading import applies_on_reload
 
     redact = Redactor(config.secrets)  # and URL credentials (LLM_BASE_URL=https://user:pw@host)
     try:
@@ -358,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_optional_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     """Commands whose modules register themselves (the review queue, estimate/replay/eval)."""
-    from agentd import review
+    from agentd.server import review
     from agentd.cli import evals as cli_evals
 
     review.add_parser(sub, common)

@@ -48,7 +48,7 @@ class CaseRun:
 
 def offline_rules(config: Config) -> dict[str, Any]:
     """The offline answers of the configured workflows (what the daemon's offline provider uses)."""
-    from agentd.services import load_workflows
+    from agentd.lifecycle.services import load_workflows
     from agentd.workflows import offline_rules as rules_of
 
     return rules_of(load_workflows(config))
@@ -109,7 +109,7 @@ def drop(home: Path, workflow: str, files: list[tuple[str, Path]]) -> None:
 async def run_case(config: Config, name: str, source: Path, workflow: str, provider: Provider,
                    *, caps: bool = False, tools: bool = False, workflow_files: tuple[str, ...] = ()) -> CaseRun:
     """Run one file through `workflow` in a scratch home of its own (removed afterwards)."""
-    from agentd.daemon import Daemon
+    from agentd.lifecycle.daemon import Daemon
 
     home = make_home(config, "case")
     try:

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from agentd import logs
 from agentd.audit import iter_records_since
-from agentd.durable import write_json
+from agentd.durable.group import write_json
 from agentd.errors import BudgetError, Paused
 from agentd.guards.base import Guard, Kind, ModelCall, ToolCall
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agentd.audit import AuditLog, utcnow_iso
-from agentd.durable import fsync_path, write_json
+from agentd.durable.group import fsync_path, write_json
 from agentd.errors import Paused
 from agentd.guards.base import Guard, Kind, ModelCall, ToolCall
 

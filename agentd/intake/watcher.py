@@ -32,7 +32,7 @@ _Grouper.delay = 0.01
 
 from agentd import logs
 from agentd.config import Config
-from agentd.durable import write_json
+from agentd.durable.group import write_json
 from agentd.spool.deferred import Deferrals
 from agentd.spool.layout import ignored_name, workflow_of
 

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from agentd.durable import write_json
+from agentd.durable.group import write_json
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 STATE_LEVEL = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}

@@ -13,14 +13,15 @@ from typing import Any, Callable, Mapping, Protocol
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from agentd import logs
-from agentd.config import Config, crash_point
+from agentd.config import Config
+from agentd.durable.crash import crash_point
 from agentd.errors import AgentdError, ModelError, NetworkError, Paused
 from agentd.guards.base import Ask, Guards, ModelCall
 from agentd.llm.base import ASK_KEY, LLMRequest, LLMResponse, Provider, ProviderError, token_bound
 from agentd.llm.breaker import CLOSED, OPEN, STATE_LEVEL, Breakers
 from agentd.llm.outage import Outage
 from agentd.schemas import check as schema_problem
-from agentd.spool.journal import MISSING, Journal
+from agentd.durable.journal import MISSING, Journal
 from agentd.spool.layout import iso_utc
 
 MAX_REASKS = 2

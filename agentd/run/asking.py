@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentd.errors import NeedsReview, PolicyError
 from agentd.llm.base import LLMRequest, is_tool_call_answer
-from agentd.spool.journal import MISSING
+from agentd.durable.journal import MISSING
 
 if TYPE_CHECKING:
     from agentd.run.context import RunCore

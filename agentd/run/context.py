@@ -16,7 +16,7 @@ from agentd import logs
 from agentd.errors import DataError
 from agentd.run.asking import ask, call_tool
 from agentd.run.extract import Document, extract
-from agentd.spool.journal import MISSING, Journal
+from agentd.durable.journal import MISSING, Journal
 from agentd.spool.store import Claim
 from agentd.workflows import step_name
 

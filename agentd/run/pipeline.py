@@ -27,7 +27,7 @@ from agentd.run.context import Run, RunCore, step_name
 from agentd.run.isolated import extract_isolated
 from agentd.run.outcome import Decision, crash_loop, decide
 from agentd.spool.dedupe import DedupeIndex
-from agentd.spool.journal import MISSING, Journal
+from agentd.durable.journal import MISSING, Journal
 from agentd.spool.layout import Outcome, display_name
 from agentd.spool.store import Claim, Store
 from agentd.traces.ids import hex_span_id, step_span_id

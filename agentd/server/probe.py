@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 
-from agentd.durable import GroupSync, write_json
+from agentd.durable.group import GroupSync, write_json
 from agentd.errors import AgentdError
 from agentd.llm.base import LLMRequest
 from agentd.llm.offline import OfflineProvider

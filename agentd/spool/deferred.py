@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from agentd import logs
-from agentd.durable import fsync_path, write_json
+from agentd.durable.group import fsync_path, write_json
 
 log = logs.get("agentd.spool")
 FILE = "deferred.json"

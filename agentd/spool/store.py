@@ -26,8 +26,9 @@ from typing import Any, Callable, Iterator
 
 from agentd import logs
 from agentd.audit import AuditLog, iso_of, iter_records_since
-from agentd.config import Config, crash_point
-from agentd.durable import GroupSync, fsync_path, json_bytes, write_json
+from agentd.config import Config
+from agentd.durable.crash import crash_point
+from agentd.durable.group import GroupSync, fsync_path, json_bytes, write_json
 from agentd.spool import layout
 from agentd.spool.deferred import Deferrals
 from agentd.spool.layout import (DEFAULT_WORKFLOW, INCOMING, JOURNAL_SUFFIX, PROCESSING, SIDECAR, Outcome, cid_time,

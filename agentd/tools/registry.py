@@ -18,7 +18,7 @@ from agentd.errors import AgentdError, InternalError, NeedsReview, ToolError
 from agentd.guards.allowlist import ToolAllowlistGuard
 from agentd.guards.base import Guards, ToolCall
 from agentd.guards.trail import AuditTrailGuard
-from agentd.spool.journal import MISSING
+from agentd.durable.journal import MISSING
 from agentd.tools import dbquery, directory, notification, ocr
 from agentd.tools.base import Invocation, TokenBucket, Tool
 

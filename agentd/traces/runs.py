@@ -75,7 +75,7 @@ def _describe_root(root: SpanData, claimed: dict[str, Any], final: dict[str, Any
     if outcome == "failed":
         root.error = str(final.get("reason") or error_class or "failed")
     if outcome == "review":
-        root.events.append(SpanEvent("agentd.review", when, attrs(reason=final.get("reason"))))
+        root.events.append(SpanEvent("agentd.server.review", when, attrs(reason=final.get("reason"))))
     if error_class == "budget" or final.get("reason") == "daily_budget_exhausted":
         root.events.append(SpanEvent("agentd.budget_refused", when, attrs(reason=final.get("reason"))))
     root.events.sort(key=lambda event: event.time_ns)
@@ -88,7 +88,7 @@ def review_span(cid: str, records: list[dict[str, Any]], final: dict[str, Any]) 
     values = attrs(agentd__correlation_id=cid, agentd__reviewer=decision.get("reviewer"),
                    agentd__decision=decision.get("decision"), agentd__outcome=final.get("outcome"),
                    agentd__reason=final.get("reason"), agentd__audit_seq=final.get("seq"))
-    return SpanData(name=f"agentd.review {decision.get('decision') or final.get('outcome')}", cid=cid,
+    return SpanData(name=f"agentd.server.review {decision.get('decision') or final.get('outcome')}", cid=cid,
                     span_id=ids.span_id(cid, "seq", final.get("seq")), parent_id=ids.root_span_id(cid),
                     start_ns=iso_ns(decision.get("ts")) or at_ns, end_ns=at_ns, attributes=values)
 

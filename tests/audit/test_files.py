@@ -80,7 +80,7 @@ def test_budget_load_on_a_new_day_reads_only_today(tmp_path: Path) -> None:
 
 def test_recovery_reads_only_the_files_from_its_claims_on(home: Path) -> None:
     from agentd import config as config_mod
-    from agentd.durable import GroupSync
+    from agentd.durable.group import GroupSync
     from agentd.spool.deferred import Deferrals
     from agentd.spool.layout import claim_name, new_correlation_id
     from agentd.spool.store import Store

@@ -10,7 +10,9 @@ from typing import Callable
 
 import pytest
 
-from agentd.config import CRASH_POINTS
+from agentd.durable.crash import POINTS
+
+CRASH_POINTS = tuple(POINTS)
 from tests.fakellm import FakeLLM
 from tests.helpers import AgentdProcess, audit_events, cli, sidecars, terminal_files, wait_until
 

@@ -13,7 +13,7 @@ from tests.helpers import (AgentdProcess, audit_events, children_of, drop_letter
 
 
 def _helper_of(agent: AgentdProcess) -> int:
-    """The pid of the daemon's sync helper (a child running agentd/sync_worker.py)."""
+    """The pid of the daemon's sync helper (a child running agentd/durable/sync_worker.py)."""
     assert agent.proc is not None
 
     def find() -> int | None:

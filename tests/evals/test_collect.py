@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from agentd.durable import write_json
+from agentd.durable.group import write_json
 from tests.evals.corpus import text
 from tests.fakellm import FakeLLM
 from tests.fakewire import Seen, default_answer

@@ -9,12 +9,12 @@ from typing import Any
 
 from agentd.audit import AuditLog, utcnow_iso
 from agentd.config import Config
-from agentd.durable import GroupSync
+from agentd.durable.group import GroupSync
 from agentd.guards.base import ModelCall
 from agentd.llm.base import LLMRequest
 from agentd.metrics import Metrics
 from agentd.run.context import RunCore
-from agentd.spool.journal import Journal
+from agentd.durable.journal import Journal
 from agentd.spool.layout import claim_name
 from agentd.spool.store import Claim
 from tests.tools.support import config as make_config

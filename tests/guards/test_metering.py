@@ -11,7 +11,7 @@ import pytest
 from agentd.guards.base import ModelCall
 from agentd.guards.metering import MeteringGuard
 from agentd.run.context import RunCore
-from agentd.spool.journal import Journal
+from agentd.durable.journal import Journal
 from tests.guards.parts import CID, Parts, make_parts, model_call
 
 

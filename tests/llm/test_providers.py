@@ -14,12 +14,12 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import pytest
 
 from agentd import config as configuration
-from agentd.durable import GroupSync
+from agentd.durable.group import GroupSync
 from agentd.errors import ModelError
-from agentd.spool.journal import Journal
+from agentd.durable.journal import Journal
 from agentd.llm.base import LLMRequest, LLMResponse, Provider, ProviderError
 from agentd.llm.http import retry_after_s
-from agentd.services import build
+from agentd.lifecycle.services import build
 from agentd.workflows.triage import TRIAGE_SCHEMA
 from tests.fakellm import FakeLLM, fake_llm, status, tool_call  # noqa: F401  (fake_llm is a fixture)
 from tests.helpers import audit_events

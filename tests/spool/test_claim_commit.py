@@ -9,7 +9,7 @@ import pytest
 
 from agentd.audit import AuditLog
 from agentd.config import Config
-from agentd.durable import write_file
+from agentd.durable.group import write_file
 from agentd.spool.deferred import Deferrals
 from agentd.spool.layout import ALL_FOLDERS, Outcome
 from agentd.spool.store import Store

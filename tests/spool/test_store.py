@@ -10,7 +10,7 @@ import pytest
 
 from agentd.audit import AuditLog
 from agentd.config import Config
-from agentd.durable import GroupSync
+from agentd.durable.group import GroupSync
 from agentd.spool import store as store_mod
 from agentd.spool.deferred import Deferrals
 from agentd.spool.layout import ALL_FOLDERS, Outcome, free_name

@@ -10,8 +10,8 @@ from agentd.audit import utcnow_iso
 from agentd.config import Config
 from agentd.llm.base import LLMRequest, LLMResponse
 from agentd.run.context import Run, RunCore
-from agentd.services import build
-from agentd.spool.journal import Journal
+from agentd.lifecycle.services import build
+from agentd.durable.journal import Journal
 from agentd.spool.layout import claim_name
 from agentd.spool.store import Claim
 from agentd.tools import Invocation, Tool
@@ -75,7 +75,7 @@ def config(home: Path, **overrides: Any) -> Config:
 
 
 class Harness:
-    """One daemon's worth of parts, in-process, built by agentd.services like the daemon's."""
+    """One daemon's worth of parts, in-process, built by agentd.lifecycle.services like the daemon's."""
 
     def __init__(self, cfg: Config, tools: list[Tool] | None = None, provider: Any = None,
                  clock: Callable[[], float] | None = None):

@@ -6,7 +6,7 @@ from typing import Any
 
 from agentd import config as config_mod
 from agentd.config import Config
-from agentd.daemon import Daemon
+from agentd.lifecycle.daemon import Daemon
 
 SPANS_PER_TRIAGE = 5  # the run, three steps, one model call
 

@@ -46,7 +46,7 @@ async def test_each_file_becomes_one_trace_whose_id_is_its_correlation_id(home: 
 
 def test_without_an_endpoint_nothing_is_started_or_imported(home: Path) -> None:
     drop(home, 1)
-    script = ("import asyncio, sys; from agentd import config; from agentd.daemon import Daemon; "
+    script = ("import asyncio, sys; from agentd import config; from agentd.lifecycle.daemon import Daemon; "
               f"c = config.load(environ={{'AGENTD_HOME': {str(home)!r}, 'AGENTD_SETTLE_S': '0'}}); "
               "asyncio.run(Daemon(c, burst=True).serve()); "
               "print(sorted(m for m in sys.modules if m.startswith(('opentelemetry', 'agentd.traces.exporter'))))")

@@ -119,9 +119,9 @@ def test_the_same_lines_give_the_same_ids_and_a_review_decision_joins_the_run(tm
     assert [[(s.span_id, s.start_ns, s.end_ns, s.attributes) for s in f.spans] for f in first] == \
         [[(s.span_id, s.start_ns, s.end_ns, s.attributes) for s in f.spans] for f in again]
     run, review = first
-    assert [e.name for e in run.spans[0].events] == ["agentd.review"]
+    assert [e.name for e in run.spans[0].events] == ["agentd.server.review"]
     [decision] = review.spans
-    assert decision.name == "agentd.review approve" and decision.parent_id == ids.root_span_id(CID)
+    assert decision.name == "agentd.server.review approve" and decision.parent_id == ids.root_span_id(CID)
     assert ids.trace_id(CID) == int(CID, 16)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from agentd import review
+from agentd.server import review
 from agentd.server.console import queue
 from agentd.server.console.app import Console, changing, console_of, message, page
 from agentd.server.console.auth import Session

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from agentd import review
+from agentd.server import review
 from agentd.server.console import forms, queue
 from agentd.server.console.app import Console, changing, console_of, message, page, viewing
 from agentd.server.console.auth import ADMIN, Session

@@ -12,11 +12,12 @@ from typing import Any, AsyncIterator, Callable
 import aiohttp
 from aiohttp import web
 
-from agentd import __version__, logs, review
+from agentd import __version__, logs
+from agentd.server import review
 from agentd.audit import utcnow_iso
 from agentd.spool.layout import display_name
 
-log = logs.get("agentd.review")
+log = logs.get("agentd.server.review")
 EVERY_S = 2.0
 UNSET_EVERY_S = 10.0  # with no URL, only a reload can set one: look less often (an idle daemon wakes less)
 TIMEOUT_S = 10.0

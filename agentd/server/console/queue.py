@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from agentd import review
+from agentd.server import review
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from agentd import review
+from agentd.server import review
 from agentd.server.console import queue
 from agentd.server.console.app import (COOKIE, changing, client_address, console_of, is_https, message, page,
                                        session_of, viewing)

@@ -12,8 +12,9 @@ from typing import AsyncIterator
 
 import pytest
 
-from agentd import durable, sync_worker
-from agentd.durable import GroupSync
+from agentd.durable import group as durable
+from agentd.durable import sync_worker
+from agentd.durable.group import GroupSync
 from tests.helpers import process_gone
 
 MODES = ["thread", "helper"]

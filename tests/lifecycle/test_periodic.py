@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from agentd.periodic import INLINE_BELOW_S, Periodic
+from agentd.lifecycle.periodic import INLINE_BELOW_S, Periodic
 
 
 async def test_a_cheap_count_moves_onto_the_loop_and_a_costly_one_back_to_a_thread() -> None:

@@ -1,6 +1,6 @@
 """Group commit: many callers' new files and fsyncs done together, off the event loop.
 
-A round runs in the daemon's helper process (agentd.sync_worker) once GroupSync.use_helper()
+A round runs in the daemon's helper process (agentd.durable.sync_worker) once GroupSync.use_helper()
 was called, else (the CLI, tests, a helper that cannot start) in a worker thread.
 """
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any, Callable, Iterable
 
 import structlog
 
-from agentd import sync_worker
-from agentd.sync_worker import FRAME, do_round, fsync_path, write_file
+from agentd.durable import sync_worker
+from agentd.durable.sync_worker import FRAME, do_round, fsync_path, write_file
 
-log = structlog.get_logger("agentd.durable")
+log = structlog.get_logger("agentd.durable.group")
 Write = tuple[str, bytes]  # a new file of a round: path, content
 Hook = tuple[str, Callable[[Any], None], Any]
 HELPER_SCRIPT = sync_worker.__file__

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from agentd import logs
 
-log = logs.get("agentd.periodic")
+log = logs.get("agentd.lifecycle.periodic")
 INLINE_BELOW_S = 0.002  # a count that took less CPU last time runs on the loop: a thread round trip costs as much
 
 

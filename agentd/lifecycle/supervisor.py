@@ -9,7 +9,7 @@ from typing import Any, Awaitable, Callable
 
 from agentd import logs
 
-log = logs.get("agentd.supervisor")
+log = logs.get("agentd.lifecycle.supervisor")
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 30.0
 HEALTHY_AFTER_S = 30.0  # a restarted task that runs this long without failing counts as healthy again

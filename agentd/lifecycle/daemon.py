@@ -9,7 +9,8 @@ from typing import Any, Callable
 
 import sdnotify
 
-from agentd import __version__, logs, reloading, schemas
+from agentd import __version__, logs, schemas
+from agentd.lifecycle import reloading
 from agentd import config as config_mod
 from agentd.config import Config, ConfigError
 from agentd.intake.watcher import Candidate, Watcher
@@ -18,13 +19,13 @@ from agentd.server.app import HttpServer, make_app
 from agentd.server.console.queue import stats as review_stats
 from agentd.server.health import HealthView
 from agentd.server.probe import Probe
-from agentd.services import build
+from agentd.lifecycle.services import build
 from agentd.spool.counts import count_entries
 from agentd.spool.layout import INCOMING
 from agentd.spool.lock import take_state_lock
 from agentd.spool.store import Claim
-from agentd.supervisor import Supervisor
-from agentd.periodic import Periodic, trim_heap
+from agentd.lifecycle.supervisor import Supervisor
+from agentd.lifecycle.periodic import Periodic, trim_heap
 from agentd.server.looplag import LoopLag
 from agentd.run.isolated import POOL as EXTRACT_POOL
 
@@ -286,7 +287,7 @@ class Daemon(HealthView):
         self._was_busy = busy
 
     def _recount_incoming(self) -> None:
-        """incoming/ is filled by others: count it every second (the store counts the rest; agentd/periodic.py)."""
+        """incoming/ is filled by others: count it every second (the store counts the rest; agentd/lifecycle/periodic.py)."""
         waiting = self.services.counts.snapshot().get(INCOMING, 0)  # a backlog is counted less often
         self.periodic.every("incoming", max(COUNT_INCOMING_S, waiting / 2000), self.services.counts.set_incoming,
                             count_entries, self.config.incoming, INCOMING)

@@ -1,4 +1,4 @@
-"""Supervised tasks (agentd.supervisor): restarts with backoff, problems while failing, quiet ends, stop()."""
+"""Supervised tasks (agentd.lifecycle.supervisor): restarts with backoff, problems while failing, quiet ends, stop()."""
 from __future__ import annotations
 
 import asyncio
@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 from structlog.testing import capture_logs
 
-from agentd.supervisor import (
+from agentd.lifecycle.supervisor import (
     FIRST_BACKOFF_S,
     HEALTHY_AFTER_S,
     MAX_BACKOFF_S,

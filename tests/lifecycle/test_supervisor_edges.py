@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
-from agentd.supervisor import Supervisor
+from agentd.lifecycle.supervisor import Supervisor
 
 WAIT_S = 5.0  # a safety net for awaiting the task's end, never a pause
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from agentd.config import VARIABLES, Config
-from agentd.reloading import DERIVED_FIELDS, LIVE_FIELDS, merge, restart_fields, variables_of
+from agentd.lifecycle.reloading import DERIVED_FIELDS, LIVE_FIELDS, merge, restart_fields, variables_of
 
 
 def test_every_live_field_is_a_config_field_that_a_variable_sets() -> None:

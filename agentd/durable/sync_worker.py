@@ -1,7 +1,7 @@
 """A group commit's file work: new files written (temporary sibling, then rename) and paths fsynced.
 
-The primitives of agentd.durable, and the main of its helper process: `python -I
-agentd/sync_worker.py PARENT_PID`, started by the daemon's GroupSync. A round done in the daemon's own
+The primitives of agentd.durable.group, and the main of its helper process: `python -I
+agentd/durable/sync_worker.py PARENT_PID`, started by the daemon's GroupSync. A round done in the daemon's own
 threads waits for the event loop's thread at every system call (the GIL): on a busy 2-core
 machine a round of 1-2 ms took 6-9 ms. The helper does it in a process of its own. It imports
 nothing of agentd (a fresh one costs about 20 ms of CPU and 13 MiB) and trusts its parent only:

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 from agentd.audit import AuditLog, open_for, utcnow_iso
 from agentd.config import Config
-from agentd.durable import GroupSync
+from agentd.durable.group import GroupSync
 from agentd.audit.redact import Redactor
 from agentd.spool.deferred import Deferrals
 from agentd.spool.layout import SIDECAR, Outcome, display_name

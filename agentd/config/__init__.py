@@ -11,16 +11,14 @@ from typing import Any, Callable, Mapping
 from dotenv import dotenv_values
 
 from agentd.audit.redact import mask_urls
-from agentd.config_values import (_bool, _choice, _float, _host, _int, _list, _ms_as_s, _named_tokens, _otlp_url,
+from agentd.config.values import (_bool, _choice, _float, _host, _int, _list, _ms_as_s, _named_tokens, _otlp_url,
                                   _pairs, _services, _text, _url, _usd, is_secret_name, looks_like_secret,
                                   secret_values)
+from agentd.durable import crash
 from agentd.llm import prices
 from agentd.spool import layout
 
 PROVIDERS = ("offline", "openai", "anthropic")
-# where AGENTD_CRASH_AT (tests only) makes the daemon SIGKILL itself: each moment a crash matters
-CRASH_POINTS = ("after_claimed_line", "after_claim_rename", "after_paid_answer", "after_outcome_line",
-                "after_sidecar", "before_final_rename", "after_final_rename")
 
 PROVIDER_DEFAULTS = {
     "offline": ("", "offline-rules"),
@@ -36,12 +34,6 @@ class ConfigError(Exception):
         super().__init__(f"{variable}: {problem}")
         self.variable = variable
         self.problem = problem
-
-
-def crash_point(config: "Config", point: str) -> None:
-    """Tests name a point (AGENTD_CRASH_AT) where the daemon SIGKILLs itself; never set in production."""
-    if config.crash_at == point:
-        os.kill(os.getpid(), 9)
 
 
 @dataclass(frozen=True)
@@ -222,7 +214,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AGENT_MAX_STEPS": ("agent_max_steps", _int(1, 100)),
     "AGENT_MAX_TOOL_CALLS": ("agent_max_tool_calls", _int(0, 100)),
     "AGENTD_MAX_RESUMES": ("max_resumes", _int(0, 1000)),
-    "AGENTD_CRASH_AT": ("crash_at", _choice("", *CRASH_POINTS)),
+    "AGENTD_CRASH_AT": ("crash_at", _choice("", *crash.POINTS)),
     "REVIEWER_TOKENS": ("reviewer_tokens", _named_tokens),
     "VIEWER_TOKENS": ("viewer_tokens", _named_tokens),
     "REVIEW_LEASE_S": ("review_lease_s", _float(1, 86400)),

@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from agentd.durable import GroupSync
+from agentd.durable.group import GroupSync
 
 MISSING = object()
 

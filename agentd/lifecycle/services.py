@@ -8,7 +8,7 @@ from typing import Any, Awaitable, Callable, Mapping
 from agentd import workflows as workflows_mod
 from agentd.audit import AuditLog, open_for
 from agentd.config import Config, ConfigError
-from agentd.durable import GroupSync
+from agentd.durable.group import GroupSync
 from agentd.guards import AuditTrailGuard, Budget, Guards, KillSwitch, MeteringGuard, default_guards
 from agentd.llm.base import Provider
 from agentd.llm.breaker import Breakers

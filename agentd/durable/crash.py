@@ -1,0 +1,63 @@
+"""The crash points: every durable step of every transition, by name, in one registry.
+
+A test names a point in AGENTD_CRASH_AT and the process (the daemon, or the CLI deciding a review
+item) SIGKILLs itself right there; never set in production. `tests/e2e/test_crash_sweep.py`
+enumerates POINTS and kills agentd at each one; a `crash_point(config, name)` call whose name is
+not registered here raises, and a registered point the sweep does not reach fails the suite, so a
+new durable step cannot escape the test.
+
+Each point says which scenario of the sweep reaches it (`scenario`) and what is on disk when the
+process dies there (`leaves`): docs/durability.md is the same table, in write order.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+# the sweep's drivers: which kind of run reaches a point
+SCENARIOS = ("offline", "model", "tool", "review", "requeue")
+
+
+@dataclass(frozen=True)
+class Point:
+    name: str
+    transition: str  # claim, model call, tool call, outcome, review decision, requeue, ...
+    scenario: str  # one of SCENARIOS
+    leaves: str  # what a crash here leaves, and what recovery does with it
+
+
+_TABLE: tuple[Point, ...] = (
+    # -- claim: the claimed line, then the rename into processing/ -------------------------------
+    Point("after_claimed_line", "claim", "offline",
+          "a claimed line, the file still in incoming/: claimed again under a new id (claim_lost never)"),
+    Point("after_claim_rename", "claim", "offline",
+          "the file in processing/ under its correlation id: resumed with that id"),
+    # -- model call: intent (reservation at worst case), answer, journal ---------------------------
+    Point("after_paid_answer", "model call", "model",
+          "the paid answer in the run's journal: replayed on resume, not asked again"),
+    # -- outcome: the outcome line, the sidecar with the fsyncs, the final rename ------------------
+    Point("after_outcome_line", "outcome", "offline",
+          "the outcome line (carrying the sidecar): finished as it says, whatever the new config"),
+    Point("after_sidecar", "outcome", "offline",
+          "the sidecar and the line fsynced, the file in processing/: renamed as the line says"),
+    Point("before_final_rename", "outcome", "offline",
+          "as after_sidecar"),
+    Point("after_final_rename", "outcome", "offline",
+          "the file and its sidecar in the terminal folder: nothing left to do"),
+    # -- tool call: intent, side effect, result ----------------------------------------------------
+    # -- review decision (the CLI or the console): decision record, sidecar, rename ----------------
+    # -- requeue -----------------------------------------------------------------------------------
+)
+
+POINTS: dict[str, Point] = {p.name: p for p in _TABLE}
+assert len(POINTS) == len(_TABLE), "a crash point is registered twice"
+assert all(p.scenario in SCENARIOS for p in _TABLE)
+
+
+def crash_point(config: Any, name: str) -> None:
+    """SIGKILL this process here when AGENTD_CRASH_AT names this point (tests only)."""
+    if name not in POINTS:
+        raise KeyError(f"crash point {name!r} is not registered in agentd/durable/crash.py")
+    if config.crash_at == name:
+        os.kill(os.getpid(), 9)
