@@ -45,6 +45,10 @@ _TABLE: tuple[Point, ...] = (
           "as after_sidecar"),
     Point("after_final_rename", "outcome", "offline",
           "the file and its sidecar in the terminal folder: nothing left to do"),
+    # -- dedupe: the index entry of a first run, put after its final rename -------------------------
+    Point("before_dedupe_index_put", "dedupe", "offline",
+          "the first run archived, no index entry for its content: a later copy runs as new (paid once "
+          "more), never with another file's result"),
     # -- tool call: intent, side effect, result ----------------------------------------------------
     # -- review decision (the CLI or the console): decision record, sidecar, rename ----------------
     # -- requeue -----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any, Awaitable, Callable, Mapping
 from agentd import workflows as workflows_mod
 from agentd.audit import AuditLog, open_for
 from agentd.config import Config, ConfigError
+from agentd.durable.crash import crash_point
 from agentd.durable.group import GroupSync
 from agentd.guards import AuditTrailGuard, Budget, Guards, KillSwitch, MeteringGuard, default_guards
 from agentd.llm.base import Provider
@@ -101,7 +102,7 @@ def build(config: Config, *, provider: Provider | None = None, tools: Mapping[st
     gateway = Gateway(config, provider, guards, breakers, audit, metrics)
     guards.extra_gates.append(gateway.blocks)
     toolbox = ToolBox(config, guards, guards.of(AuditTrailGuard), registry)
-    index = DedupeIndex(config.state_dir / "index.sqlite")
+    index = DedupeIndex(config.state_dir / "index.sqlite", crash=lambda point: crash_point(config, point))
     pipeline = Pipeline(config, store, audit, gateway, workflows, index, metrics, guards, wait_open=wait_open,
                         tools=toolbox)
     return Services(config=config, sync=sync, redactor=redactor, audit=audit, counts=counts, deferrals=deferrals,

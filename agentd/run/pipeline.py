@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import stat
 import time
@@ -244,15 +243,10 @@ class Pipeline:
             elif earlier is None:
                 self._same_content[key] = asyncio.get_running_loop().create_future()
                 core.state["dedupe_key"] = key
-        found = self.index.get(*key)
+        found = self.index.reusable(*key)  # only while the first run's sidecar is still its own
         if found is None:
             return None
-        first_cid, sidecar_path = found
-        try:
-            first = json.loads(Path(sidecar_path).read_text("utf-8", "surrogateescape"))
-        except (OSError, ValueError):
-            self.index.forget(*key)
-            return None
+        first_cid, first = found
         return Decision(Outcome.ARCHIVED, reason=f"duplicate_of:{first_cid}", result=first.get("result"),
                         extra={"duplicate_of": first_cid})
 
