@@ -134,15 +134,26 @@ def _find_sidecars(config: Config, ident: str, outcomes: tuple[str, ...]) -> lis
 
 
 def cmd_requeue(args: argparse.Namespace, config: Config) -> int:
+    from agentd.spool import transitions
+
+    if not args.failed and len(args.id) < 6:
+        print("agentd: requeue: give at least 6 characters of the correlation id", file=sys.stderr)
+        return EX_USAGE
+    audit = _audit(config)
+    store = _store(config, audit)
+    with transitions.decision_lock(config.state_dir):  # one move at a time; a killed one finished first
+        transitions.recover(store)
+        return _requeue(args, config, store)
+
+
+def _requeue(args: argparse.Namespace, config: Config, store: Any) -> int:
+    from agentd.spool import transitions
     from agentd.spool.layout import DEFAULT_WORKFLOW, data_of, ignored_name
     from agentd.spool.store import iter_sidecars
 
     if args.failed:
         targets = list(iter_sidecars(config.home, ("failed",)))
     else:
-        if len(args.id) < 6:
-            print("agentd: requeue: give at least 6 characters of the correlation id", file=sys.stderr)
-            return EX_USAGE
         targets = _find_sidecars(config, args.id, ("failed", "review"))
         if not targets:
             print(f"agentd: requeue: no failed or review file with id {args.id}", file=sys.stderr)
@@ -150,19 +161,21 @@ def cmd_requeue(args: argparse.Namespace, config: Config) -> int:
         if len(targets) > 1:
             print(f"agentd: requeue: id {args.id} is ambiguous ({len(targets)} files)", file=sys.stderr)
             return EX_PROBLEM
-    audit = _audit(config)
-    store = _store(config, audit)
     moved = 0
     for sidecar_path, meta in targets:
         data = data_of(sidecar_path)
         if not os.path.lexists(data):
             continue
         name = str(meta.get("original_name") or data.name)
-        target = store.requeue(data, str(meta.get("workflow") or DEFAULT_WORKFLOW), str(meta.get("correlation_id", "")),
-                               by=_user(), name=name if not (ignored_name(name) or "/" in name) else data.name)
+        try:
+            target = transitions.requeue(store, data, str(meta.get("workflow") or DEFAULT_WORKFLOW),
+                                         str(meta.get("correlation_id", "")), by=_user(),
+                                         name=name if not (ignored_name(name) or "/" in name) else data.name)
+        except FileNotFoundError as exc:  # moved by someone else since it was listed
+            print(f"agentd: requeue: {exc}", file=sys.stderr)
+            continue
         moved += 1
         print(f"requeued {meta.get('correlation_id')} -> {target}")
-    audit.flush_now()
     if not moved:
         print("nothing to requeue")
     return EX_OK

@@ -34,6 +34,9 @@ _TABLE: tuple[Point, ...] = (
     Point("after_claim_rename", "claim", "offline",
           "the file in processing/ under its correlation id: resumed with that id"),
     # -- model call: intent (reservation at worst case), answer, journal ---------------------------
+    Point("after_model_intent", "model call", "model",
+          "the call's intent fsynced in the run's journal, the request not sent: the resumed run charges it "
+          "at its worst case (to the day at start, to the run on resume) and asks again"),
     Point("after_paid_answer", "model call", "model",
           "the paid answer in the run's journal: replayed on resume, not asked again"),
     # -- outcome: the outcome line, the sidecar with the fsyncs, the final rename ------------------
@@ -50,8 +53,35 @@ _TABLE: tuple[Point, ...] = (
           "the first run archived, no index entry for its content: a later copy runs as new (paid once "
           "more), never with another file's result"),
     # -- tool call: intent, side effect, result ----------------------------------------------------
+    Point("after_tool_intent", "tool call", "tool",
+          "the tool's intent (its idempotency key) fsynced, the tool not called: an idempotent tool is "
+          "called with the same key on resume; any other goes to review, tool_outcome_unknown"),
+    Point("after_tool_effect", "tool call", "tool",
+          "the side effect done, its result not journaled: as after_tool_intent (the receiver drops the "
+          "repeat of the key)"),
+    Point("after_tool_result", "tool call", "tool",
+          "the tool's result fsynced in the journal: replayed on resume, the tool not called again"),
     # -- review decision (the CLI or the console): decision record, sidecar, rename ----------------
+    Point("review_after_record", "review decision", "review",
+          "the decision record in state/transitions/, nothing else: the next review command or start "
+          "finishes it (line, sidecar, rename); a second decision is refused"),
+    Point("review_after_decision_line", "review decision", "review",
+          "the record and its review_decision line: finished as recorded, the line not written again"),
+    Point("review_after_sidecar", "review decision", "review",
+          "the new sidecar beside the final name, the file still in review/: renamed as recorded"),
+    Point("review_after_rename", "review decision", "review",
+          "the file and its new sidecar in archive/ or failed/, the old sidecar in review/: it is removed"),
+    Point("review_after_old_sidecar", "review decision", "review",
+          "only the record left: it is removed"),
     # -- requeue -----------------------------------------------------------------------------------
+    Point("requeue_after_record", "requeue", "requeue",
+          "the requeue record, the file still in failed/ or review/: the next requeue or start moves it"),
+    Point("requeue_after_line", "requeue", "requeue",
+          "the record and its requeued line: the file moved as recorded, the line not written again"),
+    Point("requeue_after_rename", "requeue", "requeue",
+          "the file in incoming/ (one copy), its old sidecar in failed/ or review/: the sidecar is removed"),
+    Point("requeue_after_old_sidecar", "requeue", "requeue",
+          "only the record left: it is removed"),
 )
 
 POINTS: dict[str, Point] = {p.name: p for p in _TABLE}
@@ -64,4 +94,8 @@ def crash_point(config: Any, name: str) -> None:
     if name not in POINTS:
         raise KeyError(f"crash point {name!r} is not registered in agentd/durable/crash.py")
     if config.crash_at == name:
+        try:  # the sweep's proof that the kill happened here, not elsewhere (stderr: the log, or the CLI's)
+            os.write(2, f"agentd: crash point {name}: SIGKILL\n".encode())
+        except OSError:
+            pass  # no stderr (closed): the SIGKILL alone
         os.kill(os.getpid(), 9)

@@ -1,15 +1,16 @@
 """The review queue: `agentd review list | show ID | approve ID [--choice N] | reject ID [--reason ...]`.
 
 `decide` is the one way an item leaves review/ (this CLI and the review console both call
-it): the choice and any edits are checked (edits against the workflow's output schema),
-the decision is audited (`review_decision`: reviewer, decision, edits, when) and the run
-finishes the way the daemon does: the outcome line durable in the audit log, the sidecar written and
-fsynced, then the file renamed review/ -> archive/ (approve) or failed/ (reject).
+it): the choice and any edits are checked (edits against the workflow's output schema), then
+the decision is a transaction (agentd.spool.transitions): its record in state/, the
+`review_decision` audit line (reviewer, decision, edits, when, the new sidecar), the sidecar,
+then the rename review/ -> archive/ (approve) or failed/ (reject). A decision a killed process
+left half-done is finished by the next review command, console decision or daemon start; a
+second decision on one item is refused, naming who decided it and when.
 """
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import sys
@@ -17,12 +18,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from agentd.audit import AuditLog, open_for, utcnow_iso
+from agentd.audit import open_for, utcnow_iso
 from agentd.config import Config
 from agentd.durable.group import GroupSync
 from agentd.audit.redact import Redactor
 from agentd.spool.deferred import Deferrals
 from agentd.spool.layout import SIDECAR, Outcome, display_name
+from agentd.spool import transitions
 from agentd.spool.store import Store, iter_sidecars
 
 from agentd.errors import EX_OK, EX_PROBLEM, EX_USAGE  # noqa: E402
@@ -144,21 +146,54 @@ def _has(parent: Any, key: Any) -> bool:
 
 def decide(config: Config, sidecar: Path, meta: dict[str, Any], approve: bool, choice: int | None = None,
            note: str = "", by: str | None = None, edits: dict[str, Any] | None = None,
-           schema: dict[str, Any] | None = None, audit: AuditLog | None = None) -> Path:
-    """Finish a reviewed run (the CLI and the console both come here): check the choice and
-    the edits, audit the decision and the outcome, write the sidecar, then rename."""
+           schema: dict[str, Any] | None = None, store: Store | None = None, look_back: bool = True) -> Path:
+    """Finish a reviewed run (the CLI and the console both come here): check the choice and the
+    edits, then, under the decision lock and after any move a killed process left half-done, the
+    transaction of agentd.spool.transitions (record, review_decision line, sidecar, rename).
+
+    `store`: the one to write with (a bulk decision's, reused); `look_back`: on an item no longer
+    waiting, name who decided it (a look through archive/ and failed/)."""
     _check_choice(meta, approve, choice)
-    config.state_dir.mkdir(parents=True, exist_ok=True)
-    with _decision_lock(config.state_dir):
+    with transitions.decision_lock(config.state_dir), _store_for(config, store) as used:
+        transitions.recover(used)
         data = sidecar.with_name(sidecar.name[: -len(SIDECAR)])
-        if not sidecar.exists():
-            raise AlreadyDecided(decided_message(config.home, str(meta.get("correlation_id")))
+        cid = str(meta.get("correlation_id"))
+        if not _waiting(sidecar, cid):
+            raise AlreadyDecided((decided_message(config.home, cid) if look_back else None)
                                  or "this item is no longer in review/")
         if not os.path.lexists(data):
             raise ReviewError(f"the reviewed file {display_name(data.name)} is missing from review/")
         result, changes = apply_edits(meta.get("result"), edits or {}, schema) if approve else (meta.get("result"), {})
-        return _finish(config, sidecar, data, {**meta, "result": result}, approve, choice, note,
-                       by or _who(), changes, audit)
+        return _finish(config, used, data, {**meta, "result": result}, approve, choice, note, by or _who(), changes)
+
+
+def recover_pending(config: Config) -> list[str]:
+    """Finish the decisions and requeues a killed command left half-done (the CLI's review commands
+    start here); nothing is opened when there are none."""
+    if not transitions.pending(config.state_dir):
+        return []
+    with _store_for(config, None) as store:
+        return transitions.recover_now(store)
+
+
+@contextmanager
+def _store_for(config: Config, store: Store | None) -> Iterator[Store]:
+    """`store`, or a store of this process's own (its audit log closed afterwards)."""
+    if store is not None:
+        yield store
+        return
+    log = open_for(config, Redactor(config.secrets))
+    try:
+        yield Store(config, log, GroupSync(enabled=config.fsync), Deferrals(config.state_dir))
+    finally:
+        log.close()
+
+
+def _waiting(sidecar: Path, cid: str) -> bool:
+    try:
+        return json.loads(sidecar.read_bytes()).get("correlation_id") == cid
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _check_choice(meta: dict[str, Any], approve: bool, choice: int | None) -> None:
@@ -174,8 +209,8 @@ def _check_choice(meta: dict[str, Any], approve: bool, choice: int | None) -> No
                           + (f"; choose 1..{len(options)}" if options else ""), EX_USAGE)
 
 
-def _finish(config: Config, sidecar: Path, data: Path, meta: dict[str, Any], approve: bool, choice: int | None,
-            note: str, by: str, changes: dict[str, Any], audit: AuditLog | None) -> Path:
+def _finish(config: Config, store: Store, data: Path, meta: dict[str, Any], approve: bool, choice: int | None,
+            note: str, by: str, changes: dict[str, Any]) -> Path:
     redact = Redactor(config.secrets)
     at = utcnow_iso()
     decision = {"reviewer": by, "decision": "approve" if approve else "reject", "at": at, "edits": changes,
@@ -189,26 +224,9 @@ def _finish(config: Config, sidecar: Path, data: Path, meta: dict[str, Any], app
             new["result"] = _linked(meta.get("result"), candidates(meta)[choice - 1], by, at)
     else:
         new.update(reason="rejected_by_reviewer", error_class="policy", detail=redact(note) or None)
-    log = audit or open_for(config, redact)
-    try:
-        store = Store(config, log, GroupSync(enabled=config.fsync), Deferrals(config.state_dir))
-        # the new sidecar as its file and its audit line will both hold it (a reviewer's edits redacted)
-        return store.decide_review(data, Outcome(outcome), redact({k: v for k, v in new.items() if v is not None}),
-                                   decision)
-    finally:
-        if audit is None:
-            log.close()
-
-
-@contextmanager
-def _decision_lock(state_dir: Path) -> Iterator[None]:
-    """One decision at a time on this AGENTD_HOME (the daemon's console and the CLI)."""
-    fd = os.open(state_dir / "review.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    # the new sidecar as its record, its audit line and its file all hold it (a reviewer's edits redacted)
+    return transitions.decide(store, data, Outcome(outcome), redact({k: v for k, v in new.items() if v is not None}),
+                              decision)
 
 
 def _linked(result: Any, chosen: dict[str, Any], by: str, at: str) -> Any:
@@ -270,6 +288,7 @@ def print_item(sidecar: Path, meta: dict[str, Any]) -> None:
 
 def cmd_review(args: argparse.Namespace, config: Config) -> int:
     try:
+        recover_pending(config)  # a decision or requeue a killed command left half-done: finished first
         if args.action == "list":
             rows = [_row(meta) for _, meta in items(config.home)]
             if args.json:

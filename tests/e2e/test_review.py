@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from agentd.durable.crash import POINTS
 from tests.helpers import audit_events, cli, sidecar_for
 
 DIRECTORY = ("id,name,email,aliases\n"
@@ -144,3 +145,95 @@ def test_a_prefix_shared_by_two_files_is_ambiguous_and_a_short_one_is_a_usage_er
 def test_an_empty_queue_says_so(home: Path) -> None:
     done = cli(home, "review", "list")
     assert done.returncode == 0 and "review queue is empty" in done.stdout
+
+
+# -- a decision or a requeue killed at each of its durable steps ----------------------------------
+
+REVIEW_POINTS = [p.name for p in POINTS.values() if p.scenario == "review"]
+REQUEUE_POINTS = [p.name for p in POINTS.values() if p.scenario == "requeue"]
+
+
+def placed(home: Path) -> dict[str, list[str]]:
+    """Every name in the state folders a user looks at (the recovery's leftovers included)."""
+    return {sub: sorted(p.name for p in (home / sub).iterdir()) if (home / sub).is_dir() else []
+            for sub in ("incoming", "processing", "archive", "failed", "review", "state/transitions")}
+
+
+def assert_verified(home: Path) -> None:
+    verified = cli(home, "audit", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+@pytest.mark.parametrize("then", ["second_decision_first", "restart_first"])
+@pytest.mark.parametrize("point", REVIEW_POINTS)
+def test_an_approve_killed_at_any_step_ends_once_and_a_second_decision_is_refused(
+        home: Path, ambiguous: dict, point: str, then: str) -> None:
+    cid = ambiguous["correlation_id"]
+    killed = cli(home, "review", "approve", cid[:8], "--choice", "2", AGENTD_CRASH_AT=point)
+    assert killed.returncode == -9 and f"crash point {point}" in killed.stderr, killed.stderr  # the kill was there
+
+    if then == "restart_first":  # the daemon's start finishes it, before any review command
+        assert cli(home, "run", "--burst").returncode == 0
+        assert placed(home)["archive"] == ["invoice.txt", "invoice.txt.meta.json"] and placed(home)["review"] == []
+    again = cli(home, "review", "reject", cid[:8])
+    assert cli(home, "run", "--burst").returncode == 0
+
+    # the second reviewer is told who decided and when; nothing changes for it
+    assert again.returncode == 1, again.stderr
+    assert "it is archived" in again.stderr and f"already decided by {getpass.getuser()} at " in again.stderr
+    assert placed(home) == {"incoming": [], "processing": [], "archive": ["invoice.txt", "invoice.txt.meta.json"],
+                            "failed": [], "review": [], "state/transitions": []}
+    meta = sidecar_for(home, "invoice.txt")
+    assert meta["outcome"] == "archived" and meta["review"]["decision"] == "approve"
+    assert meta["result"]["party_link"]["id"] == "c-200"
+    [decision] = audit_events(home, "review_decision")
+    assert decision["correlation_id"] == cid and decision["decision"] == "approve"
+    assert (decision["seq"], decision["hash"]) == (meta["audit_seq"], meta["audit_hash"])
+    assert_verified(home)
+
+
+def test_a_decision_left_half_done_is_finished_by_the_next_review_list(home: Path, ambiguous: dict) -> None:
+    cid = ambiguous["correlation_id"]
+    assert cli(home, "review", "reject", cid, AGENTD_CRASH_AT="review_after_sidecar").returncode == -9
+    assert (home / "review" / "invoice.txt").exists()  # half done: the file still where it was
+
+    listed = cli(home, "review", "list")
+
+    assert listed.returncode == 0 and "review queue is empty" in listed.stdout
+    assert placed(home)["failed"] == ["invoice.txt", "invoice.txt.meta.json"] and placed(home)["review"] == []
+    assert sidecar_for(home, "invoice.txt")["reason"] == "rejected_by_reviewer"
+    assert len(audit_events(home, "review_decision")) == 1
+
+
+@pytest.mark.parametrize("point", REQUEUE_POINTS)
+def test_a_requeue_killed_at_any_step_moves_the_file_once(home: Path, ambiguous: dict, point: str) -> None:
+    cid = ambiguous["correlation_id"]
+    killed = cli(home, "requeue", cid[:8], AGENTD_CRASH_AT=point)
+    assert killed.returncode == -9 and f"crash point {point}" in killed.stderr, killed.stderr
+
+    again = cli(home, "requeue", cid[:8])
+
+    # the killed requeue is finished first, so the second finds nothing left to move
+    assert again.returncode == 1 and f"no failed or review file with id {cid[:8]}" in again.stderr, again.stderr
+    assert placed(home) == {"incoming": ["invoice.txt"], "processing": [], "archive": [], "failed": [],
+                            "review": [], "state/transitions": []}
+    [requeued] = audit_events(home, "requeued")
+    assert requeued["correlation_id"] == cid and requeued["was"] == "review"
+    # the daemon runs it again as a new run: one copy, back in review/ under a new id
+    assert cli(home, "run", "--burst").returncode == 0
+    assert placed(home)["review"] == ["invoice.txt", "invoice.txt.meta.json"]
+    assert sidecar_for(home, "invoice.txt")["correlation_id"] != cid
+    assert_verified(home)
+
+
+def test_a_requeue_killed_before_its_move_is_finished_by_the_daemons_start(home: Path, ambiguous: dict) -> None:
+    cid = ambiguous["correlation_id"]
+    assert cli(home, "requeue", cid, AGENTD_CRASH_AT="requeue_after_record").returncode == -9
+    assert (home / "review" / "invoice.txt").exists()
+
+    assert cli(home, "run", "--burst").returncode == 0
+
+    assert placed(home)["review"] == ["invoice.txt", "invoice.txt.meta.json"] and placed(home)["incoming"] == []
+    assert sidecar_for(home, "invoice.txt")["correlation_id"] != cid  # it ran again, once
+    assert [e["correlation_id"] for e in audit_events(home, "requeued")] == [cid]
+    assert_verified(home)

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from agentd.server.console import queue
 from agentd.server.console.auth import LoginLimiter, Session, Sessions, csrf_ok
+from agentd.server.console.desk import Desk
 from agentd.server.console.leases import Leases, SqliteLeases
 
 COOKIE = "agentd_review"
@@ -38,7 +39,12 @@ class Console:
     sessions: Sessions = field(default_factory=Sessions)
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
     notifier: Any = None
+    desk: Desk = None  # type: ignore[assignment]  # where decisions are made (a thread of its own)
     _templates: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.desk is None:
+            self.desk = Desk(self.config)
 
     def templates(self) -> Any:
         """The Jinja2 environment of the console's templates (built on the first page)."""
@@ -67,10 +73,11 @@ class Console:
         return getattr(found, "output_schema", None)
 
     async def close(self, _app: web.Application | None = None) -> None:
-        """At the HTTP app's cleanup: the local lease store's database."""
+        """At the HTTP app's cleanup: the local lease store's database, the decisions' thread."""
         closer = getattr(self.leases, "close", None)
         if closer is not None:
             closer()
+        await self.desk.close()
 
     async def record(self, event: str, **fields: Any) -> None:
         """An audit line from the console (logins, lease breaks), durable before the answer."""

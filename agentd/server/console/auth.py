@@ -1,6 +1,7 @@
 """Who is asking: users and roles from the config, sessions, CSRF tokens and the failed-login limit."""
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import time
@@ -45,28 +46,35 @@ class Session:
     user: User
     csrf: str
     expires_at: float
+    token_id: str = ""  # which token made it: a rotated token (SIGHUP) ends it
+
+
+def token_id(token: str) -> str:
+    """A token's fingerprint (never the token itself is kept with a session)."""
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
 @dataclass
 class Sessions:
-    """Server-side sessions (a random id in the cookie); they end at logout, expiry or restart."""
+    """Server-side sessions (a random id in the cookie); they end at logout, expiry or restart, and
+    when the config (after SIGHUP) no longer lists the user with the token that made the session."""
 
     clock: Callable[[], float] = time.time
     ttl_s: float = SESSION_TTL_S
     _by_id: dict[str, Session] = field(default_factory=dict)
 
-    def start(self, user: User) -> str:
+    def start(self, user: User, token: str) -> str:
         self._expire()
         sid = secrets.token_urlsafe(32)
-        self._by_id[sid] = Session(user, secrets.token_urlsafe(32), self.clock() + self.ttl_s)
+        self._by_id[sid] = Session(user, secrets.token_urlsafe(32), self.clock() + self.ttl_s, token_id(token))
         return sid
 
     def get(self, sid: str | None, config: Any) -> Session | None:
-        """The live session, or None; a user the config no longer lists (after SIGHUP) is out."""
+        """The live session, or None; a user the config no longer lists with the same token is out."""
         session = self._by_id.get(sid or "")
         if session is None:
             return None
-        if session.expires_at < self.clock() or session.user not in {u for u, _ in users_of(config)}:
+        if session.expires_at < self.clock() or not _still_valid(session, config):
             self._by_id.pop(sid or "", None)
             return None
         return session
@@ -80,6 +88,11 @@ class Sessions:
             del self._by_id[sid]
         while len(self._by_id) >= MAX_SESSIONS:
             self._by_id.pop(next(iter(self._by_id)))
+
+
+def _still_valid(session: Session, config: Any) -> bool:
+    return any(user == session.user and hmac.compare_digest(token_id(token), session.token_id)
+               for user, token in users_of(config))
 
 
 def csrf_ok(session: Session, given: str | None) -> bool:

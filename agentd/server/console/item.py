@@ -103,9 +103,8 @@ async def decide(request: web.Request, session: Session) -> web.StreamResponse:
     if errors:
         return await item_page(request, session, 422, errors=errors, form=form)
     try:
-        # on the loop, not a thread: the daemon's audit log is not shared across threads
-        decide_now(console, sidecar, meta, approve, choice, str(form.get("reason", "")), session.user.name,
-                   edits, schema)
+        await console.desk.decide(sidecar, meta, approve, choice, str(form.get("reason", "")), session.user.name,
+                                  edits, schema)
     except review.AlreadyDecided as exc:
         return message(request, 409, "Already decided", str(exc))
     except review.EditError as exc:
@@ -114,12 +113,6 @@ async def decide(request: web.Request, session: Session) -> web.StreamResponse:
         return await item_page(request, session, 400, problem=str(exc), form=form)
     console.leases.release(cid)
     raise web.HTTPSeeOther(f"/review?decided={cid}")
-
-
-def decide_now(console: Console, sidecar: Path, meta: dict[str, Any], approve: bool, choice: int | None,
-                 note: str, by: str, edits: dict[str, Any], schema: dict[str, Any] | None) -> Path:
-    return review.decide(console.config(), sidecar, meta, approve, choice, note.strip()[:500], by, edits, schema,
-                         audit=console.audit)
 
 
 def _int(value: Any) -> int | None:

@@ -29,7 +29,8 @@ async def login(request: web.Request) -> web.StreamResponse:
         refused.headers["Retry-After"] = f"{wait_s:.0f}"
         return refused
     form = await request.post()
-    user = authenticate(console.config(), str(form.get("token", "")))
+    given = str(form.get("token", ""))
+    user = authenticate(console.config(), given)
     if user is None:
         failures = console.limiter.failed(remote)
         await console.record("review_login_failed", remote=remote, failures=failures)
@@ -37,7 +38,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     console.limiter.succeeded(remote)
     await console.record("review_login", reviewer=user.name, role=user.role, remote=remote)
     response = web.HTTPSeeOther("/review")
-    response.set_cookie(COOKIE, console.sessions.start(user), max_age=SESSION_TTL_S, path="/review",
+    response.set_cookie(COOKIE, console.sessions.start(user, given), max_age=SESSION_TTL_S, path="/review",
                         httponly=True, samesite="Strict", secure=is_https(request))
     raise response
 
