@@ -1,5 +1,6 @@
 """The parser process of agentd.run.isolated: limits itself, then extracts one file per request frame
-(or answers an offline rule: a request naming `module:function` with the document's text).
+(or answers an offline rule: a request naming `module:function` with the document's text; or reads
+a PDF's text layer for the review console's preview: a request with `preview`).
 
 Run as `python -m agentd.run.extract_worker MEMORY_MB` by agentd.run.isolated only. It imports as
 little as it can (no asyncio, no logging set-up; pypdf on the first PDF), so a fresh one
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from agentd.errors import DataError
-from agentd.run.extract import extract
+from agentd.run.extract import _pdf, extract
 
 FRAME = struct.Struct(">II")  # header length, body length
 MAX_TEXT_BYTES = 256 << 20
@@ -75,9 +76,10 @@ def send(out: BinaryIO, header: dict[str, Any], body: bytes = b"") -> None:
     out.flush()
 
 
-def reply(name: str, data: bytes) -> tuple[dict[str, Any], bytes]:
+def reply(name: str, data: bytes, preview: bool = False) -> tuple[dict[str, Any], bytes]:
+    """A file's text (preview: a PDF's text layer for the review console, whatever the name)."""
     try:
-        document = extract(Path(name), data)
+        document = _pdf(data) if preview else extract(Path(name), data)
     except DataError as exc:
         return {"error": "data", "reason": exc.reason, "detail": exc.detail, "extra": exc.extra}, b""
     except RecursionError:
@@ -136,6 +138,8 @@ def serve(memory_mb: int) -> None:
         try:
             if "rule" in request:
                 header, body = answer_rule(str(request["rule"]), data)
+            elif "preview" in request:
+                header, body = reply("preview.pdf", data, preview=True)
             else:
                 header, body = reply(str(request["name"]), data)
         except MemoryError:

@@ -108,10 +108,12 @@ class Worker:
             await stdin.drain()
             return await self._read_frame()
 
-    async def run(self, name: str, data: bytes, timeout_s: float) -> tuple[Document | DataError, bool]:
-        """Parse one file: (the document or its DataError, whether this worker may be reused)."""
+    async def run(self, name: str, data: bytes, timeout_s: float,
+                  preview: bool = False) -> tuple[Document | DataError, bool]:
+        """Parse one file (preview: only a PDF's text layer): (the document or its DataError, whether
+        this worker may be reused)."""
         try:
-            header, body = await self._exchange({"name": name}, data, timeout_s)
+            header, body = await self._exchange({"preview": True} if preview else {"name": name}, data, timeout_s)
             return self._answer(header, body), not header.get("exit")
         except TimeoutError:
             await self.stop()
@@ -276,6 +278,17 @@ class ExtractPool:
         if memory_mb is not None:
             self.memory_mb = memory_mb
         answer = await self._use(lambda worker: worker.run(name, data, timeout_s))
+        if isinstance(answer, DataError):
+            raise answer
+        return answer
+
+    async def preview(self, data: bytes, timeout_s: float, memory_mb: int | None = None) -> Document:
+        """A PDF's text layer for the review console's preview, bounded like an extraction (DataError
+        with extract_timeout, extract_memory_limit, ...)."""
+        self._follow_loop()
+        if memory_mb is not None:
+            self.memory_mb = memory_mb
+        answer = await self._use(lambda worker: worker.run("preview.pdf", data, timeout_s, preview=True))
         if isinstance(answer, DataError):
             raise answer
         return answer

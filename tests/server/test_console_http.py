@@ -19,6 +19,7 @@ from agentd.audit import AuditLog
 from agentd.config import ConfigError
 from agentd.server.app import make_app
 from agentd.audit.redact import Redactor
+from agentd.run.isolated import POOL
 from agentd.server.console.app import Console, mount
 from agentd.server.console.queue import stats
 from tests.helpers import audit_events, sidecar_for
@@ -75,6 +76,7 @@ async def served(home: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[S
     for client in done.sessions:
         await client.close()
     await server.close()
+    await POOL.close()  # a PDF preview's parser process belongs to this test's loop
     audit.close()
 
 

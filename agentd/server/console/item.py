@@ -13,7 +13,7 @@ from agentd.server.console import forms, queue
 from agentd.server.console.app import Console, changing, console_of, message, page, viewing
 from agentd.server.console.auth import ADMIN, Session
 from agentd.server.console.leases import Lease
-from agentd.server.console.preview import IMAGE_BYTES, image_type, preview, read_bounded
+from agentd.server.console.preview import IMAGE_BYTES, PREVIEW_TIMEOUT_S, image_type, preview, read_bounded
 from agentd.server.console.trace import run_events
 from agentd.spool.layout import SIDECAR
 
@@ -55,7 +55,8 @@ async def item_page(request: web.Request, session: Session, status: int = 200, e
     cid = str(meta.get("correlation_id"))
     data = sidecar.with_name(sidecar.name[: -len(SIDECAR)])
     lease = _lease(console, session, cid)
-    shown = await asyncio.to_thread(preview, data, config.max_file_bytes)
+    shown = await preview(data, config.max_file_bytes, min(PREVIEW_TIMEOUT_S, config.extract_timeout_s),
+                          config.extract_memory_mb)
     events = await asyncio.to_thread(run_events, config.logs_dir, cid)
     schema = console.schema_of(str(meta.get("workflow")))
     result = meta.get("result")

@@ -1,16 +1,26 @@
 """Safe previews of a dropped file: text (HTML included) as escaped text, PDFs as their extracted
-text, images only when their bytes are an allow-listed type. Nothing of the file ever runs."""
+text (parsed in the isolated parser pool, with a deadline and a memory limit: a hostile PDF shows
+"preview unavailable: ..." and never holds up the daemon), images only when their bytes are an
+allow-listed type. Nothing of the file ever runs."""
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentd.errors import DataError
-from agentd.run.extract import _pdf, decode_text
+from agentd.errors import DataError, InternalError
+from agentd.run.extract import decode_text
+from agentd.run.isolated import POOL
 
 PREVIEW_BYTES = 512 * 1024
+PREVIEW_TIMEOUT_S = 5.0  # a page waits at most this for a PDF's text (or AGENTD_EXTRACT_TIMEOUT_S if shorter)
+UNAVAILABLE = {  # the parser process was stopped: what the page says instead of the text
+    "extract_timeout": "reading this PDF took over {timeout_s:g} s; the parser was stopped",
+    "extract_memory_limit": "reading this PDF needed more than {memory_mb} MB; the parser was stopped",
+    "extract_crashed": "the parser process died reading this PDF",
+}
 IMAGE_BYTES = 20 * 1024 * 1024
 IMAGE_TYPES = (  # magic bytes -> Content-Type; SVG (it can carry script) is never one of them
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -52,16 +62,22 @@ def image_type(head: bytes) -> str | None:
     return None
 
 
-def preview(path: Path, max_pdf_bytes: int) -> Preview:
-    """What the item page shows of the file (computed outside the event loop by the caller)."""
+async def preview(path: Path, max_pdf_bytes: int, timeout_s: float = PREVIEW_TIMEOUT_S,
+                  memory_mb: int | None = None) -> Preview:
+    """What the item page shows of the file: read in a thread, a PDF parsed in the isolated parser
+    pool (agentd.run.isolated) within `timeout_s` and `memory_mb`, never in the daemon."""
     try:
-        head, size = read_bounded(path, PREVIEW_BYTES)
+        head, size = await asyncio.to_thread(read_bounded, path, PREVIEW_BYTES)
     except OSError as exc:
         return Preview("none", note=f"the file cannot be read ({exc.__class__.__name__})")
     if image_type(head):
         return Preview("image", note=f"{size} bytes")
     if head.startswith(b"%PDF-") or path.suffix.lower() == ".pdf":
-        return _pdf_preview(path, size, max_pdf_bytes)
+        return await _pdf_preview(path, size, max_pdf_bytes, timeout_s, memory_mb)
+    return await asyncio.to_thread(_text_preview, path, head, size)
+
+
+def _text_preview(path: Path, head: bytes, size: int) -> Preview:
     try:
         text = decode_text(head if size <= PREVIEW_BYTES else _utf8_prefix(head))
     except DataError as exc:
@@ -73,14 +89,22 @@ def preview(path: Path, max_pdf_bytes: int) -> Preview:
     return Preview("text", text=text, note=note)
 
 
-def _pdf_preview(path: Path, size: int, max_pdf_bytes: int) -> Preview:
+async def _pdf_preview(path: Path, size: int, max_pdf_bytes: int, timeout_s: float,
+                       memory_mb: int | None) -> Preview:
     if size > max_pdf_bytes:
         return Preview("none", note=f"PDF of {size} bytes: too large to preview")
-    data, _ = read_bounded(path, max_pdf_bytes)
     try:
-        document = _pdf(data)
+        data, _ = await asyncio.to_thread(read_bounded, path, max_pdf_bytes)
+        document = await POOL.preview(data, timeout_s, memory_mb)
+    except OSError as exc:
+        return Preview("none", note=f"the file cannot be read ({exc.__class__.__name__})")
     except DataError as exc:
+        if exc.reason in UNAVAILABLE:
+            return Preview("none", note="preview unavailable: " + UNAVAILABLE[exc.reason].format(
+                timeout_s=timeout_s, memory_mb=POOL.memory_mb))
         return Preview("none", note=f"PDF without a text preview: {exc.detail or exc.reason}")
+    except InternalError as exc:  # no parser process could be started
+        return Preview("none", note=f"preview unavailable: {exc.detail}")
     return Preview("text", text=document.text, note=f"text extracted from a PDF of {document.meta.get('pages')} pages")
 
 
