@@ -1,0 +1,21 @@
+"""What the crash sweep covered in this pytest session: points, kills proven, invariants checked."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Tally:
+    points: set[str] = field(default_factory=set)
+    restarts: set[str] = field(default_factory=set)
+    kills: int = 0
+    invariants: int = 0
+    failed: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        failed = f", {len(self.failed)} cases failed ({', '.join(self.failed)})" if self.failed else ""
+        return (f"crash sweep: {len(self.points)} crash points x {len(self.restarts)} restarts, "
+                f"{self.kills} kills proven, {self.invariants} invariants checked{failed}")
+
+
+TALLY = Tally()
