@@ -182,9 +182,10 @@ def _store_for(config: Config, store: Store | None) -> Iterator[Store]:
     if store is not None:
         yield store
         return
-    log = open_for(config, Redactor(config.secrets))
+    sync = GroupSync(enabled=config.fsync)
+    log = open_for(config, Redactor(config.secrets), sync)
     try:
-        yield Store(config, log, GroupSync(enabled=config.fsync), Deferrals(config.state_dir))
+        yield Store(config, log, sync, Deferrals(config.state_dir))
     finally:
         log.close()
 

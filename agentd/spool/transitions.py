@@ -110,7 +110,7 @@ def _finish_review(store: "Store", record: dict[str, Any], line: dict[str, Any] 
 def _put_sidecar(store: "Store", final: Path, meta: dict[str, Any], cid: str) -> Path:
     """Write the sidecar of `final` (a free variant of it when another run holds the name): the data path."""
     for _ in range(100):
-        tmp = store.config.state_dir / RECORDS / f".sidecar-{cid}"
+        tmp = final.parent / f".{cid}.sidecar.tmp"  # a crash before its rename: the recovery's write reuses it
         with open(tmp, "wb") as fh:
             fh.write(json_bytes(meta))
             if store.sync.enabled:
@@ -192,8 +192,6 @@ def recover(store: "Store") -> list[str]:
         log.warning("transition_recovered", kind=kind, correlation_id=record.get("cid"),
                     file=display_name(final.name), line_was_written=line is not None)
         done.append(str(record.get("cid")))
-    for leftover in (store.config.state_dir / RECORDS).glob(".sidecar-*"):
-        leftover.unlink(missing_ok=True)  # a sidecar's temporary copy whose rename never came
     return done
 
 

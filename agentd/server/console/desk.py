@@ -44,8 +44,9 @@ class Desk:
         config = self.config()
         if self._store is None or self._store.config is not config:  # first use, or a reload's new config
             self._close_log()
-            self._log = open_for(config, Redactor(config.secrets))
-            self._store = Store(config, self._log, GroupSync(enabled=config.fsync), Deferrals(config.state_dir))
+            sync = GroupSync(enabled=config.fsync)
+            self._log = open_for(config, Redactor(config.secrets), sync)
+            self._store = Store(config, self._log, sync, Deferrals(config.state_dir))
         return self._store
 
     async def decide(self, sidecar: Path, meta: dict[str, Any], approve: bool, choice: int | None, note: str,
