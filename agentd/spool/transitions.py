@@ -83,14 +83,16 @@ def decide(store: "Store", data: Path, outcome: Outcome, meta: dict[str, Any], d
 def _finish_review(store: "Store", record: dict[str, Any], line: dict[str, Any] | None) -> Path:
     cid = record["cid"]
     if line is None:
+        # a record carried on after a crash: its name may have been taken since (never written over)
+        record["file"] = free_name(store.home / record["folder"], record["file"], cid, store._reserved).name
         entry = store.audit.append("review_decision", correlation_id=cid, workflow=record.get("workflow"),
                                    **record["decision"], outcome=record["outcome"], file=record["file"],
                                    op=record["op"], redacted={"sidecar": record["sidecar"]})
         store.audit.flush_now()
-        line = {"seq": entry.seq, "hash": entry.hash}
+        line = {"seq": entry.seq, "hash": entry.hash, "file": record["file"]}
         store.crash_point("review_after_decision_line")
     source = store.home / record["source"]
-    final = store.home / record["folder"] / record["file"]
+    final = store.home / record["folder"] / str(line.get("file") or record["file"])  # the line's word is final
     if os.path.lexists(source) and _belongs(sidecar_of(source), cid):
         meta = {**record["sidecar"], "audit_seq": line["seq"], "audit_hash": line["hash"]}
         final = _put_sidecar(store, final, meta, cid)
@@ -148,6 +150,7 @@ def _finish_requeue(store: "Store", record: dict[str, Any], line: dict[str, Any]
     cid = record["cid"]
     source = store.home / record["source"]
     if line is None:
+        record["file"] = free_name(store.home / record["folder"], record["file"], cid, store._reserved).name
         store.audit.append("requeued", correlation_id=cid, workflow=record["workflow"],
                            file=display_name(record["file"]), was=source.parent.name, by=record["by"],
                            op=record["op"])

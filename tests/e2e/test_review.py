@@ -237,3 +237,23 @@ def test_a_requeue_killed_before_its_move_is_finished_by_the_daemons_start(home:
     assert sidecar_for(home, "invoice.txt")["correlation_id"] != cid  # it ran again, once
     assert [e["correlation_id"] for e in audit_events(home, "requeued")] == [cid]
     assert_verified(home)
+
+
+def test_a_half_done_decision_never_lands_on_a_file_that_took_its_name_meanwhile(home: Path, ambiguous: dict) -> None:
+    cid = ambiguous["correlation_id"]
+    assert cli(home, "review", "approve", cid, "--choice", "1", AGENTD_CRASH_AT="review_after_record").returncode == -9
+    # another run's file and sidecar arrive under the recorded name before anything finishes the decision
+    (home / "archive" / "invoice.txt").write_text("someone else's invoice\n")
+    stranger = {"correlation_id": "f" * 32, "outcome": "archived", "original_name": "invoice.txt"}
+    (home / "archive" / "invoice.txt.meta.json").write_text(json.dumps(stranger))
+
+    assert cli(home, "review", "list").returncode == 0
+
+    assert (home / "archive" / "invoice.txt").read_text() == "someone else's invoice\n"
+    assert json.loads((home / "archive" / "invoice.txt.meta.json").read_text()) == stranger
+    moved = home / "archive" / f"invoice-{cid[:8]}.txt"
+    assert moved.read_text() == INVOICE
+    assert json.loads((home / "archive" / f"invoice-{cid[:8]}.txt.meta.json").read_text())["correlation_id"] == cid
+    assert placed(home)["review"] == [] and placed(home)["state/transitions"] == []
+    [decision] = audit_events(home, "review_decision")
+    assert decision["file"] == moved.name  # the line names where the file really went
