@@ -134,6 +134,24 @@ def test_a_hostile_pdf_preview_says_unavailable_within_the_deadline_and_health_k
     assert names(home, "review") == ["hostile.pdf", "hostile.pdf.meta.json"]  # nothing moved
 
 
+def test_a_pdf_preview_waits_no_longer_than_its_deadline_for_parsers_busy_with_runs(
+        home: Path, daemon: Callable[..., AgentdProcess]) -> None:
+    from tests.heavy_inputs import slow_html, text_pdf
+
+    review_item(home, "fine.pdf", CID, content=text_pdf("Invoice 4410"))
+    proc = daemon(AGENTD_CONCURRENCY="1", AGENTD_EXTRACT_TIMEOUT_S="60", **CONSOLE_ENV)  # one parser process
+    (home / "incoming" / "slow.html").write_bytes(slow_html(40_000))  # keeps it busy far past the test
+    wait_until(lambda: any((home / "processing").iterdir()), message="the slow page claimed")
+    alice = Browser(proc).login(TOKENS["alice"])
+
+    began = time.monotonic()
+    status, _, page = alice.send("GET", f"/review/{CID}")
+
+    assert status == 200 and "preview unavailable: no parser process was free in time" in page, page[:2000]
+    assert time.monotonic() - began < 15  # 5 s deadline + 5 s wait for a parser, not the run's 60 s
+    assert proc.health()["status"] == "ok"
+
+
 def test_bulk_approve_of_400_items_leaves_the_loop_free_and_decides_each_once(
         home: Path, daemon: Callable[..., AgentdProcess]) -> None:
     count = 400

@@ -16,6 +16,7 @@ from agentd.run.isolated import POOL
 
 PREVIEW_BYTES = 512 * 1024
 PREVIEW_TIMEOUT_S = 5.0  # a page waits at most this for a PDF's text (or AGENTD_EXTRACT_TIMEOUT_S if shorter)
+PARSER_WAIT_S = 5.0  # at most this for a parser process free of the runs' files (or started)
 UNAVAILABLE = {  # the parser process was stopped: what the page says instead of the text
     "extract_timeout": "reading this PDF took over {timeout_s:g} s; the parser was stopped",
     "extract_memory_limit": "reading this PDF needed more than {memory_mb} MB; the parser was stopped",
@@ -95,7 +96,10 @@ async def _pdf_preview(path: Path, size: int, max_pdf_bytes: int, timeout_s: flo
         return Preview("none", note=f"PDF of {size} bytes: too large to preview")
     try:
         data, _ = await asyncio.to_thread(read_bounded, path, max_pdf_bytes)
-        document = await POOL.preview(data, timeout_s, memory_mb)
+        async with asyncio.timeout(timeout_s + PARSER_WAIT_S):  # the parsers may all be busy with runs
+            document = await POOL.preview(data, timeout_s, memory_mb)
+    except TimeoutError:
+        return Preview("none", note="preview unavailable: no parser process was free in time; reload to try again")
     except OSError as exc:
         return Preview("none", note=f"the file cannot be read ({exc.__class__.__name__})")
     except DataError as exc:
