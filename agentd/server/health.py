@@ -137,6 +137,8 @@ class HealthView:
             reasons.append(outage)
         if self.watcher.unreadable:
             reasons.append(f"{len(self.watcher.unreadable)} entries in incoming/ cannot be read")
+        if self.traces is not None and self.traces.failing:
+            reasons.append(f"trace export failing: {self.traces.last_error}")
         return reasons
 
     def health(self) -> dict[str, Any]:
@@ -166,4 +168,5 @@ class HealthView:
             "unreadable": dict(list(self.watcher.unreadable.items())[:20]),
             "tasks": self.supervisor.view(),
             "probe": self.probe.last.view() if self.probe.last else None,
+            "traces": self.traces.view() if self.traces is not None else {"state": "off"},
         }

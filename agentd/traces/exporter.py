@@ -1,6 +1,9 @@
-"""The trace exporter: its own asyncio task reads the audit log from a durable cursor, builds
+"""The trace exporter: a supervised asyncio task reads the audit log from a durable cursor, builds
 finished runs' spans, sends them in bounded batches, and moves the cursor only after the
 collector acknowledged. A collector that is down is retried with backoff; nothing is dropped.
+When the task itself raises (the cursor cannot be written, a bug), the supervisor it was spawned
+by restarts it with backoff; what it held in memory carries over, so no line is read twice.
+`view()` is /health's `traces` object.
 
 File reads, encoding and the cursor's fsync run in worker threads, the POST on the loop: the
 pipeline never waits for export. One batch is in flight at a time, so a batch is sent only
@@ -12,13 +15,13 @@ import asyncio
 import random
 import time
 from collections import deque
-from typing import Any, Callable, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 from agentd import logs
 from agentd.config import Config
 from agentd.traces.cursor import Cursor
 from agentd.traces.otlp import Ack, OtlpSender
-from agentd.traces.runs import Assembler, Finished
+from agentd.traces.assembler import Assembler, Finished
 from agentd.traces.spans import SpanData
 from agentd.traces.tail import AuditTail
 
@@ -26,6 +29,9 @@ log = logs.get("agentd.traces")
 READ_LINES = 2000
 BACKOFF_BASE_S = 0.5
 IDLE_CURSOR_EVERY_S = 1.0
+MALFORMED = (ValueError, TypeError, KeyError, AttributeError)  # an audit line the span builders cannot read
+# agentd.lifecycle.supervisor.Supervisor.spawn: (name, factory, forever) -> its Supervised item
+Spawn = Callable[[str, Callable[[], Awaitable[Any]], bool], Any]
 
 
 class Sender(Protocol):
@@ -46,10 +52,14 @@ class TraceExporter:
         self.cursor = Cursor.load(config.state_dir)
         self.exported_seq = self.cursor.exported_seq
         self.tail = AuditTail(config.logs_dir, self.cursor.reread_from)
-        self.assembler = Assembler()
+        self.assembler = Assembler(on_drop=self._dropped)
         self.pending: deque[Finished] = deque()
         self.read_seq = self.cursor.reread_from - 1
-        self.spans_sent = self.export_errors = self.spans_dropped = 0
+        self.spans_sent = self.export_errors = self.spans_dropped = self.lines_skipped = 0
+        self.last_error = ""
+        self.failing = False  # the last export attempt failed, or the task raised, with no success since
+        self.stopped = False
+        self._item: Any = None  # the supervisor's record of this task (restarts)
         self._sleep = sleep
         self._rng = rng
         self._stopping = asyncio.Event()
@@ -57,28 +67,55 @@ class TraceExporter:
         self._cursor_saved_at = 0.0
         self._gave_up = False  # a send abandoned because stop() was called
         self._flushing = False
+        self._reading = False  # a tail read runs in a worker thread now
 
     # -- lifecycle ---------------------------------------------------------------------
-    def start(self) -> "TraceExporter":
+    def start(self, spawn: Spawn | None = None) -> "TraceExporter":
+        """Run as task `traces` of a supervisor (`spawn` is its Supervisor.spawn); without one, a task
+        of its own that a raise ends (stop() then logs it)."""
         if self.metrics is not None:
             self.metrics.otlp_exported_seq.set(self.exported_seq)
-        self._task = asyncio.create_task(self.run(), name="trace-exporter")
+        if spawn is not None:
+            self._item = spawn("traces", self._run_noting_failure, False)
+            self._task = self._item.task
+        else:
+            self._task = asyncio.create_task(self._run_noting_failure(), name="traces")
         log.info("trace_export_started", exported_seq=self.exported_seq, reread_from=self.cursor.reread_from)
         return self
 
     async def stop(self, drain_s: float = 2.0) -> None:
-        """Send what is ready for up to `drain_s`, then cancel; unsent spans go at the next start."""
+        """Send what is ready for up to `drain_s`, then cancel; unsent spans go at the next start.
+
+        Never raises: a last round that fails is the supervisor's to log (and retry within the drain),
+        or, unsupervised, logged here."""
         if self._task is None:
             return
         self._stopping.set()
         try:
             await asyncio.wait_for(asyncio.shield(self._task), drain_s)
         except TimeoutError:
-            self._task.cancel()  # a read in a worker thread may still run: its file is left to the exit
+            reading = self._reading
+            self._task.cancel()  # a read in a worker thread may still run: its file is then left to the exit
             await asyncio.gather(self._task, return_exceptions=True)
+            if not reading:
+                self.tail.close()
+        except Exception as exc:  # unsupervised, it raised (and noted it in view()): the shutdown goes on
+            log.error("trace_export_task_failed", error=f"{exc.__class__.__name__}: {exc}"[:300])
+            self.tail.close()
         else:
             self.tail.close()
-        log.info("trace_export_stopped", exported_seq=self.exported_seq, pending_runs=len(self.pending))
+        self.stopped = True
+        log.info("trace_export_stopped", exported_seq=self.exported_seq, pending_runs=len(self.pending),
+                 last_error=self.last_error or None)
+
+    def view(self) -> dict[str, Any]:
+        """/health's `traces`: ok | failing | stopped, what was exported, the last error, what is held."""
+        return {"state": "stopped" if self.stopped else "failing" if self.failing else "ok",
+                "spans_exported": self.spans_sent, "spans_dropped": self.spans_dropped,
+                "exported_seq": self.exported_seq, "export_errors": self.export_errors,
+                "restarts": getattr(self._item, "failures", 0), "last_error": self.last_error or None,
+                "lines_skipped": self.lines_skipped, "runs_evicted": self.assembler.evicted_runs,
+                **self.assembler.size()}
 
     async def drain(self) -> None:
         """Read and send until caught up, part-filled batches included (for a caller driving it itself)."""
@@ -93,6 +130,16 @@ class TraceExporter:
         """Release the HTTP session and the audit file (for a caller that drove step() itself)."""
         await self.sender.close()
         self.tail.close()
+
+    async def _run_noting_failure(self) -> None:
+        try:
+            await self.run()
+        except Exception as exc:
+            self._failed(f"{exc.__class__.__name__}: {exc}")
+            raise  # the supervisor logs it and restarts run() with backoff
+
+    def _failed(self, error: str) -> None:
+        self.failing, self.last_error = True, error[:300]
 
     async def run(self) -> None:
         try:
@@ -113,7 +160,11 @@ class TraceExporter:
         """Read new audit lines, send one batch if ready; False when there was nothing to do."""
         records: list[dict[str, Any]] = []
         if self._pending_spans() < self.batch_spans:
-            records = await asyncio.to_thread(self.tail.read, READ_LINES)
+            self._reading = True
+            try:
+                records = await asyncio.to_thread(self.tail.read, READ_LINES)
+            finally:
+                self._reading = False
             for record in records:
                 self._feed(record)
         if self.pending and (self._pending_spans() >= self.batch_spans or self._due()):
@@ -125,7 +176,13 @@ class TraceExporter:
 
     def _feed(self, record: dict[str, Any]) -> None:
         self.read_seq = int(record.get("seq", self.read_seq))
-        finished = self.assembler.feed(record)
+        try:
+            finished = self.assembler.feed(record)
+        except MALFORMED as exc:  # skipped, not retried: the same line would fail again
+            self.lines_skipped += 1
+            log.error("trace_line_skipped", seq=self.read_seq, event=str(record.get("event")),
+                      error=f"{exc.__class__.__name__}: {exc}"[:200])
+            return
         if finished is not None and finished.seq > self.exported_seq:  # at or below: acknowledged before
             finished.queued_at = time.monotonic()
             self.pending.append(finished)
@@ -158,6 +215,7 @@ class TraceExporter:
                 break
             attempt += 1
             self.export_errors += 1
+            self._failed(f"HTTP {ack.status}" if ack.status else ack.detail or "no answer")
             self._count("otlp_errors")
             delay_s = self.backoff_s(attempt)
             log.warning("trace_export_failed", status=ack.status, error=ack.detail or None, attempt=attempt,
@@ -165,6 +223,7 @@ class TraceExporter:
             if await self._wait(delay_s):
                 self._gave_up = True
                 return  # stopping: the batch is not acknowledged, the next start sends it
+        self.failing = False
         self._acknowledged(batch, spans, ack)
         last = batch[-1]
         await self._save(Cursor(last.seq, last.reread_from))
@@ -191,6 +250,7 @@ class TraceExporter:
         self.cursor = cursor
         self.exported_seq = cursor.exported_seq
         self._cursor_saved_at = time.monotonic()
+        self.failing = False
         if self.metrics is not None:
             self.metrics.otlp_exported_seq.set(self.exported_seq)
 
@@ -203,6 +263,9 @@ class TraceExporter:
         await self._save(Cursor(self.read_seq, self.assembler.reread_from(self.read_seq + 1)))
 
     # -- helpers -------------------------------------------------------------------------
+    def _dropped(self, cid: str, lines: int, why: str) -> None:
+        log.warning("trace_run_truncated", correlation_id=cid, lines_dropped=lines, why=why,
+                    open_runs=len(self.assembler.open))
     async def _wait(self, delay_s: float) -> bool:
         """Sleep `delay_s` (the injected clock in tests); True if stopping was asked meanwhile."""
         if self._sleep is not None:
@@ -223,19 +286,19 @@ class TraceExporter:
         return max(0, written_seq - self.exported_seq)
 
 
-def start(config: Config, metrics: Any = None) -> TraceExporter | None:
-    """The exporter task when an OTLP endpoint is configured, else None (nothing runs)."""
+def start(config: Config, metrics: Any = None, spawn: Spawn | None = None) -> TraceExporter | None:
+    """The exporter task (spawned by `spawn`) when an OTLP endpoint is configured, else None (nothing runs)."""
     if not config.traces_url:
         return None
-    return TraceExporter(config, metrics).start()
+    return TraceExporter(config, metrics).start(spawn)
 
 
-def start_or_log(config: Config, metrics: Any = None) -> TraceExporter | None:
+def start_or_log(config: Config, metrics: Any = None, spawn: Spawn | None = None) -> TraceExporter | None:
     """`start`, but a cursor that cannot be read turns tracing off with an error line: the daemon's job goes on."""
     from agentd.traces.cursor import CursorError
 
     try:
-        return start(config, metrics)
+        return start(config, metrics, spawn)
     except CursorError as exc:
         log.error("trace_export_off", error=str(exc))
         return None

@@ -1,9 +1,8 @@
-"""A run's trace from its audit lines (claimed ... outcome, across crashes and resumes), and the
-Assembler that groups the interleaved audit log into finished runs for the exporter."""
+"""A run's trace from its audit lines (claimed ... outcome, across crashes and resumes), and the span
+of a reviewer's later decision; agentd.traces.assembler groups the audit log into these."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 from agentd.traces import ids
@@ -11,8 +10,6 @@ from agentd.traces.spans import (STEP_EVENTS, Pending, SpanData, SpanEvent, attr
                                  interrupted_step, iso_ns, step_span)
 
 CID_RE = re.compile(r"^[0-9a-f]{32}$")
-FINAL_EVENTS = ("outcome", "waiting")
-IGNORED = ("requeued",)  # written by the CLI about a run long finished
 
 
 def cid_start_ns(cid: str) -> int | None:
@@ -75,57 +72,24 @@ def _describe_root(root: SpanData, claimed: dict[str, Any], final: dict[str, Any
     if outcome == "failed":
         root.error = str(final.get("reason") or error_class or "failed")
     if outcome == "review":
-        root.events.append(SpanEvent("agentd.server.review", when, attrs(reason=final.get("reason"))))
+        root.events.append(SpanEvent("agentd.review", when, attrs(reason=final.get("reason"))))
     if error_class == "budget" or final.get("reason") == "daily_budget_exhausted":
         root.events.append(SpanEvent("agentd.budget_refused", when, attrs(reason=final.get("reason"))))
     root.events.sort(key=lambda event: event.time_ns)
 
 
-def review_span(cid: str, records: list[dict[str, Any]], final: dict[str, Any]) -> SpanData:
-    """A reviewer's decision, later than the run: one more child of the run's root."""
-    decision = next((r for r in records if r.get("event") == "review_decision"), {})
-    at_ns = iso_ns(final.get("ts")) or 0
+def review_span(cid: str, decision: dict[str, Any], entered_ns: int | None) -> SpanData:
+    """A reviewer's decision (its `review_decision` line), later than the run: one more child of the
+    run's root, spanning the wait in review/ when the time the run entered it is known."""
+    at_ns = iso_ns(decision.get("ts")) or 0
+    start_ns = entered_ns if entered_ns and 0 < entered_ns <= at_ns else at_ns
+    wait_s = round((at_ns - start_ns) / 1e9, 3) if entered_ns and start_ns == entered_ns else None
+    edits = decision.get("edits")
     values = attrs(agentd__correlation_id=cid, agentd__reviewer=decision.get("reviewer"),
-                   agentd__decision=decision.get("decision"), agentd__outcome=final.get("outcome"),
-                   agentd__reason=final.get("reason"), agentd__audit_seq=final.get("seq"))
-    return SpanData(name=f"agentd.server.review {decision.get('decision') or final.get('outcome')}", cid=cid,
-                    span_id=ids.span_id(cid, "seq", final.get("seq")), parent_id=ids.root_span_id(cid),
-                    start_ns=iso_ns(decision.get("ts")) or at_ns, end_ns=at_ns, attributes=values)
-
-
-@dataclass
-class Finished:
-    """The spans one audit line completed, and where a restart must read again from after it."""
-
-    seq: int
-    reread_from: int
-    spans: list[SpanData]
-    queued_at: float = 0.0  # monotonic time the exporter queued it
-
-
-@dataclass
-class Assembler:
-    """Holds the lines of runs in progress; a run's `outcome` (or `waiting`) line finishes it."""
-
-    open: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    first_seq: dict[str, int] = field(default_factory=dict)
-
-    def reread_from(self, next_seq: int) -> int:
-        """The lowest seq a restart must read again to rebuild the runs now open."""
-        return min(self.first_seq.values(), default=next_seq)
-
-    def feed(self, record: dict[str, Any]) -> Finished | None:
-        cid, event, seq = record.get("correlation_id"), record.get("event"), int(record.get("seq", 0))
-        if not isinstance(cid, str) or not CID_RE.match(cid) or event in IGNORED:
-            return None
-        if event not in FINAL_EVENTS:
-            self.open.setdefault(cid, []).append(record)
-            self.first_seq.setdefault(cid, seq)
-            return None
-        records = self.open.pop(cid, [])
-        self.first_seq.pop(cid, None)
-        if record.get("via") == "review":
-            spans = [review_span(cid, records, record)]
-        else:
-            spans = list(build_run(cid, records, record).walk())
-        return Finished(seq, self.reread_from(seq + 1), spans)
+                   agentd__decision=decision.get("decision"),
+                   agentd__review__wait_s=wait_s,
+                   agentd__review__edits=sorted(edits) if isinstance(edits, dict) and edits else None,
+                   agentd__outcome=decision.get("outcome"), agentd__audit_seq=decision.get("seq"))
+    return SpanData(name=f"agentd.review {decision.get('decision') or '?'}", cid=cid,
+                    span_id=ids.span_id(cid, "seq", decision.get("seq")), parent_id=ids.root_span_id(cid),
+                    start_ns=start_ns, end_ns=at_ns, attributes=values)

@@ -36,9 +36,19 @@ class AuditTail:
             self._fh = None
 
     def read(self, max_records: int = 1000) -> list[dict[str, Any]]:
-        if self._fh is None and not self._open_first():
-            return []
+        """Records read before a file error are returned (the error comes again at the next read):
+        what the position already moved past is never lost."""
         out: list[dict[str, Any]] = []
+        try:
+            self._read_into(out, max_records)
+        except OSError:
+            if not out:
+                raise
+        return out
+
+    def _read_into(self, out: list[dict[str, Any]], max_records: int) -> None:
+        if self._fh is None and not self._open_first():
+            return
         while len(out) < max_records:
             assert self._fh is not None
             line = self._fh.readline()
@@ -51,12 +61,12 @@ class AuditTail:
                 break
             try:
                 record = json.loads(line)
-            except ValueError:
+                seq = int(record.get("seq", 0))
+            except (ValueError, TypeError, AttributeError):  # not JSON, not an object, or a seq that is no number
                 continue
-            if isinstance(record, dict) and int(record.get("seq", 0)) >= self.next_seq:
-                self.next_seq = int(record["seq"]) + 1
+            if seq >= self.next_seq:
+                self.next_seq = seq + 1
                 out.append(record)
-        return out
 
     def _open_first(self) -> bool:
         """The file holding next_seq: the last one whose first seq is not above it."""

@@ -2,13 +2,15 @@
 alone, built by the same code that builds the exported spans."""
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
 from agentd.audit import iter_records
 from agentd.traces import ids
-from agentd.traces.runs import Assembler, build_run
+from agentd.traces.assembler import Assembler
+from agentd.traces.runs import build_run
 from agentd.traces.spans import SpanData
 
 MIN_ID_CHARS = 6
@@ -34,8 +36,9 @@ def records_of(logs_dir: Path, ident: str) -> tuple[str, list[dict[str, Any]]]:
 
 
 def build_tree(cid: str, records: Iterable[dict[str, Any]]) -> SpanData:
-    """The run's root span with every child under it (a run still in progress too)."""
-    assembler, spans = Assembler(), []
+    """The run's root span with every child under it (a run still in progress too, and a reviewer's
+    decision under the root of a run that went to review)."""
+    assembler, spans = Assembler(max_lines=sys.maxsize), []
     for record in records:
         finished = assembler.feed(record)
         if finished is not None:
@@ -59,7 +62,10 @@ def build_tree(cid: str, records: Iterable[dict[str, Any]]) -> SpanData:
 
 def _status(span: SpanData) -> str:
     a = span.attributes
-    for key in ("agentd.outcome", "agentd.step.status", "agentd.tool.status", "agentd.decision"):
+    decided = [c.attributes for c in span.children if "agentd.decision" in c.attributes]
+    if a.get("agentd.outcome") == "review" and decided:  # the run went to review, and a reviewer decided it
+        return f"review, {decided[-1]['agentd.decision']} by {decided[-1].get('agentd.reviewer', '?')}"
+    for key in ("agentd.decision", "agentd.outcome", "agentd.step.status", "agentd.tool.status"):
         if key in a:
             return str(a[key])
     return str(a.get("error.type") or "ok")
@@ -80,6 +86,8 @@ def _details(span: SpanData) -> str:
         parts.append(f"resumed {a['agentd.resumes']}x")
     if a.get("agentd.tool.why"):
         parts.append(str(a["agentd.tool.why"]))
+    if a.get("agentd.review.wait_s") is not None:
+        parts.append(f"waited {float(a['agentd.review.wait_s']):.1f} s in review")
     parts += [event.name.removeprefix("agentd.") for event in span.events if event.name != "agentd.resumed"]
     return "  ".join(parts)
 

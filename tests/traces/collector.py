@@ -1,13 +1,14 @@
 """A real OTLP/HTTP trace receiver on 127.0.0.1: POST /v1/traces, protobuf decoded with
 opentelemetry-proto. It records every request it received and, apart, the batches it
-acknowledged (answered 2xx); it can answer an error status, or hold requests (a crash window)."""
+acknowledged (answered 2xx); it can answer an error status, hold requests (a crash window), or
+call `on_request` as each request arrives (to break something on the exporter's side meanwhile)."""
 from __future__ import annotations
 
 import asyncio
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTraceServiceRequest,
@@ -72,6 +73,7 @@ class Collector(LoopbackServer):
     received: list[list[Span]] = field(default_factory=list)
     acked: list[list[Span]] = field(default_factory=list)
     headers_seen: list[dict[str, str]] = field(default_factory=list)
+    on_request: Callable[[], None] | None = None
     shutdown_timeout_s = 0.2
 
     def __post_init__(self) -> None:
@@ -101,6 +103,8 @@ class Collector(LoopbackServer):
             self.received.append(spans)
             self.headers_seen.append(dict(request.headers))
             holding, status = self.hold, self.status
+        if self.on_request is not None:
+            self.on_request()
         if holding:
             assert self._release is not None
             await self._release.wait()

@@ -150,3 +150,19 @@ async def test_a_stop_that_arrives_while_the_exporter_reads_still_gets_a_last_ro
         await exporter.run()
         exporter.tail.close()
     assert len(calls) >= 2 and len(collector.spans()) == SPANS_PER_TRIAGE
+
+
+def test_the_tail_skips_lines_it_cannot_read_and_reads_on(tmp_path: Path) -> None:
+    audit = AuditLog(tmp_path / "logs").open()
+    audit.append("probe", n=1)
+    audit.close()
+    with open(tmp_path / "logs" / "audit.jsonl", "ab") as fh:  # what a tamperer or a bug might leave
+        fh.write(b'not json\n[1, 2]\n{"seq": "x", "event": "probe"}\n{"seq": null}\n"text"\n')
+    audit = AuditLog(tmp_path / "logs").open()
+    audit.append("probe", n=2)
+    audit.close()
+    tail = AuditTail(tmp_path / "logs")
+    seen = [(r["seq"], r.get("n")) for r in tail.read(50)]
+    tail.close()
+    assert seen[0] == (1, 1) and seen[-1][1] == 2  # the line after them is read (and one the reopen wrote)
+    assert [seq for seq, _ in seen] == list(range(1, len(seen) + 1))

@@ -7,7 +7,8 @@ from typing import Any
 
 from agentd.audit import AuditLog, iter_records
 from agentd.traces import ids
-from agentd.traces.runs import Assembler, build_run
+from agentd.traces.assembler import Assembler
+from agentd.traces.runs import build_run
 
 CID = "0123456789abcdef0123" + f"{1_767_000_000_000:012x}"
 
@@ -107,22 +108,42 @@ def test_tool_calls_fallbacks_and_a_failed_outcome(tmp_path: Path) -> None:
 
 
 def test_the_same_lines_give_the_same_ids_and_a_review_decision_joins_the_run(tmp_path: Path) -> None:
-    lines = [CLAIMED, _step("classify", "2026-01-01T00:00:00.900Z", status="review"),
-             ("outcome", {"correlation_id": CID, "workflow": "triage", "outcome": "review", "reason": "low_confidence"}),
-             ("review_decision", {"correlation_id": CID, "workflow": "triage", "reviewer": "ana",
-                                  "decision": "approve"}),
-             ("outcome", {"correlation_id": CID, "workflow": "triage", "outcome": "archived", "reason": "approved",
-                          "via": "review"})]
-    records = _log(tmp_path, lines)
-    first = [f for f in map(Assembler().feed, records) if f]
+    clock = iter([1_767_000_001.0, 1_767_000_002.0, 1_767_000_003.0, 1_767_000_010.0, 1_767_000_125.5,
+                  1_767_000_126.0])
+    audit = AuditLog(tmp_path / "logs", clock=lambda: next(clock)).open()
+    for event, fields in [CLAIMED, _step("classify", "2025-12-29T09:20:01.500Z", status="review"),
+                          ("outcome", {"correlation_id": CID, "workflow": "triage", "outcome": "review",
+                                       "reason": "low_confidence"}),
+                          ("review_notified", {"correlation_id": CID, "workflow": "triage"}),
+                          ("review_decision", {"correlation_id": CID, "workflow": "triage", "reviewer": "ana",
+                                               "decision": "approve", "edits": {"result.total": {"old": 1, "new": 2}}}),
+                          ("outcome", {"correlation_id": CID, "outcome": "archived", "via": "review"})]:  # older agentd
+        audit.append(event, **fields)
+    audit.close()
+    records = list(iter_records(tmp_path / "logs"))
+    assembler = Assembler()
+    first = [f for f in map(assembler.feed, records) if f]
     again = [f for f in map(Assembler().feed, records) if f]
     assert [[(s.span_id, s.start_ns, s.end_ns, s.attributes) for s in f.spans] for f in first] == \
         [[(s.span_id, s.start_ns, s.end_ns, s.attributes) for s in f.spans] for f in again]
-    run, review = first
-    assert [e.name for e in run.spans[0].events] == ["agentd.server.review"]
+    run, review = first  # the run ends at its outcome (review); the decision is one more span, nothing after it
+    assert run.seq == records[2]["seq"] and review.seq == records[4]["seq"]
+    root = run.spans[0]
+    assert root.attributes["agentd.outcome"] == "review" and [e.name for e in root.events] == ["agentd.review"]
     [decision] = review.spans
-    assert decision.name == "agentd.server.review approve" and decision.parent_id == ids.root_span_id(CID)
+    assert decision.name == "agentd.review approve" and decision.parent_id == root.span_id == ids.root_span_id(CID)
+    assert decision.attributes.items() >= {"agentd.reviewer": "ana", "agentd.decision": "approve",
+                                           "agentd.review.wait_s": 122.5, "agentd.review.edits": ["result.total"],
+                                           "agentd.correlation_id": CID}.items()
+    assert decision.start_ns == root.end_ns and decision.end_ns - decision.start_ns == 122_500_000_000
+    assert assembler.size() == {"open_runs": 0, "lines": 0, "in_review": 0, "truncated": 0}
+    assert review.reread_from == records[4]["seq"] + 1  # nothing held open: a restart reads on from the decision
     assert ids.trace_id(CID) == int(CID, 16)
+
+    from agentd.traces.timeline import build_tree, render_text
+    lines = render_text(build_tree(CID, records)).splitlines()
+    assert lines[0].startswith(f"trace {CID}  agentd.run triage  review, approve by ana")
+    assert lines[-1].split("ms  ", 2)[-1].startswith("└─ agentd.review approve  [approve]  waited 122.5 s in review")
 
 
 def test_the_timeline_of_a_run_still_in_progress_shows_what_it_did_so_far(tmp_path: Path) -> None:
