@@ -29,9 +29,14 @@ def build_run(cid: str, records: list[dict[str, Any]], final: dict[str, Any] | N
     end_ns = iso_ns(everything[-1].get("ts")) if everything else start_ns
     root = SpanData(name="agentd.run ?", cid=cid, span_id=root_id, parent_id=None, start_ns=start_ns,
                     end_ns=max(end_ns or start_ns, start_ns))
-    pending, claimed, resumes = Pending(), {}, 0
+    pending, claimed, resumes, cut = Pending(), {}, 0, False
     for record in records:
         event = record.get("event")
+        if cut and not _unanswered(record):  # the execution a crash cut ends with the calls its resume charged
+            if pending:
+                root.children.append(interrupted_step(cid, pending, root_id))
+                pending = Pending()
+            cut = False
         if event in ("llm_call", "tool_call"):
             pending.children.append(record)
         elif event in STEP_EVENTS:
@@ -40,19 +45,23 @@ def build_run(cid: str, records: list[dict[str, Any]], final: dict[str, Any] | N
             root.children.append(step_span(cid, record, pending, root_id))
             pending = Pending()
         elif event == "resumed":
-            resumes += 1
-            if pending:
-                root.children.append(interrupted_step(cid, pending, root_id))
-                pending = Pending()
+            resumes, cut = resumes + 1, True
             root.events.append(SpanEvent("agentd.resumed", iso_ns(record.get("ts")) or 0))
         elif event == "claimed":
             claimed = record
         elif event is not None:
             root.events.append(event_of(record))
-    if pending:  # logged outside any step (a refusal after the last step, a run cut short)
+    if pending and cut:
+        root.children.append(interrupted_step(cid, pending, root_id))
+    elif pending:  # logged outside any step (a refusal after the last step, a run cut short)
         fill(cid, root, pending)
     _describe_root(root, claimed, final, resumes)
     return root
+
+
+def _unanswered(record: dict[str, Any]) -> bool:
+    """A model call that was out when agentd died, charged at its worst case by the resumed run."""
+    return record.get("event") == "llm_call" and record.get("status") == "unanswered"
 
 
 def _describe_root(root: SpanData, claimed: dict[str, Any], final: dict[str, Any] | None, resumes: int) -> None:

@@ -66,6 +66,24 @@ def test_a_run_crashed_mid_step_and_resumed_is_one_trace_with_the_cut_step_and_a
     assert len({s.span_id for s in spans}) == len(spans)
 
 
+def test_a_model_call_out_at_the_crash_is_in_the_cut_step_not_the_one_that_ran_again(tmp_path: Path) -> None:
+    records = _log(tmp_path, [
+        CLAIMED, _step("extract_text", "2026-01-01T00:00:00.500Z"),
+        ("startup", {"pid": 1}),  # killed while the classify request was out: no answer, no step line
+        ("resumed", {"correlation_id": CID, "workflow": "triage"}),
+        _llm("classify", status="unanswered", started_at="2026-01-01T00:00:00.900Z", latency_ms=None),
+        _llm("classify", started_at="2026-01-01T00:00:05.000Z"), _step("classify", "2026-01-01T00:00:04.900Z"),
+        _step("route", "2026-01-01T00:00:06.000Z"), OUTCOME])
+    [finished] = [f for f in map(Assembler().feed, records) if f is not None]
+    root = finished.spans[0]
+    assert [(s.name, s.attributes["agentd.step.status"], [c.attributes.get("error.type") for c in s.children])
+            for s in root.children] == [("agentd.step extract_text", "ok", []),
+                                        ("agentd.step classify", "interrupted", ["unanswered"]),
+                                        ("agentd.step classify", "ok", [None]), ("agentd.step route", "ok", [])]
+    cut = root.children[1]
+    assert cut.start_ns == cut.children[0].start_ns < root.children[2].start_ns
+
+
 def test_a_model_call_span_carries_the_genai_attributes(tmp_path: Path) -> None:
     records = _log(tmp_path, [CLAIMED, _llm("classify", status="503"), _llm("classify", attempt=2),
                               _step("classify", "2026-01-01T00:00:00.900Z"), OUTCOME])
