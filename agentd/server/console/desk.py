@@ -21,6 +21,7 @@ from agentd.spool.deferred import Deferrals
 from agentd.spool.store import Store
 
 T = TypeVar("T")
+REMEMBERED = 256
 
 
 class Desk:
@@ -31,6 +32,7 @@ class Desk:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="review-desk")
         self._store: Store | None = None
         self._log: AuditLog | None = None
+        self.decided: dict[str, Path] = {}  # the last items decided here, by id: for the queue's notice
 
     async def run(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """`work(store, *args, **kwargs)` in the desk's thread."""
@@ -51,7 +53,11 @@ class Desk:
 
     async def decide(self, sidecar: Path, meta: dict[str, Any], approve: bool, choice: int | None, note: str,
                      by: str, edits: dict[str, Any], schema: dict[str, Any] | None) -> Path:
-        return await self.run(_decide_one, sidecar, meta, approve, choice, note, by, edits, schema)
+        final = await self.run(_decide_one, sidecar, meta, approve, choice, note, by, edits, schema)
+        self.decided[str(meta.get("correlation_id"))] = final
+        while len(self.decided) > REMEMBERED:
+            self.decided.pop(next(iter(self.decided)))
+        return final
 
     def _close_log(self) -> None:
         if self._log is not None:

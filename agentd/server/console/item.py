@@ -20,11 +20,12 @@ from agentd.spool.layout import SIDECAR
 IDENT = r"{ident:[0-9a-fA-F]{6,32}}"
 
 
-def _find(request: web.Request) -> tuple[Path, dict[str, Any]]:
-    """The item, or an HTTP answer: 404 unknown, 409 already decided."""
+async def _find(request: web.Request) -> tuple[Path, dict[str, Any]]:
+    """The item (looked for in a thread: it reads review/'s sidecars), or an HTTP answer: 404
+    unknown, 409 already decided."""
     config = console_of(request).config()
     try:
-        return review.find(config.home, request.match_info["ident"])
+        return await asyncio.to_thread(review.find, config.home, request.match_info["ident"])
     except review.AlreadyDecided as exc:
         raise _answer(request, 409, "Already decided", str(exc)) from None
     except review.ReviewError as exc:
@@ -51,7 +52,7 @@ async def item_page(request: web.Request, session: Session, status: int = 200, e
                     problem: str = "", form: Any = None) -> web.StreamResponse:
     console = console_of(request)
     config = console.config()
-    sidecar, meta = _find(request)
+    sidecar, meta = await _find(request)
     cid = str(meta.get("correlation_id"))
     data = sidecar.with_name(sidecar.name[: -len(SIDECAR)])
     lease = _lease(console, session, cid)
@@ -84,7 +85,7 @@ def _details(meta: dict[str, Any]) -> list[tuple[str, str]]:
 
 async def decide(request: web.Request, session: Session) -> web.StreamResponse:
     console = console_of(request)
-    sidecar, meta = _find(request)
+    sidecar, meta = await _find(request)
     cid = str(meta.get("correlation_id"))
     lease = _lease(console, session, cid)
     if lease is not None and lease.holder != session.user.name:
@@ -126,7 +127,7 @@ def _int(value: Any) -> int | None:
 async def release(request: web.Request, session: Session) -> web.StreamResponse:
     """A reviewer lets go of their own lease; an admin breaks anyone's (audited)."""
     console = console_of(request)
-    _, meta = _find(request)
+    _, meta = await _find(request)
     cid = str(meta.get("correlation_id"))
     lease = console.leases.current(cid, console.clock())
     if lease is not None and lease.holder != session.user.name:
@@ -139,7 +140,7 @@ async def release(request: web.Request, session: Session) -> web.StreamResponse:
 
 async def item_file(request: web.Request, session: Session) -> web.StreamResponse:
     """The item's own file, only as an allow-listed image type sniffed from its bytes."""
-    sidecar, _ = _find(request)
+    sidecar, _ = await _find(request)
     data = sidecar.with_name(sidecar.name[: -len(SIDECAR)])
     try:
         body, size = await asyncio.to_thread(read_bounded, data, IMAGE_BYTES)

@@ -1,13 +1,17 @@
 """Login, logout and the queue page."""
 from __future__ import annotations
 
+import asyncio
+import json
+from pathlib import Path
+
 from aiohttp import web
 
-from agentd.server import review
 from agentd.server.console import queue
 from agentd.server.console.app import (COOKIE, changing, client_address, console_of, is_https, message, page,
                                        session_of, viewing)
 from agentd.server.console.auth import SESSION_TTL_S, Session, authenticate
+from agentd.spool.layout import sidecar_of
 
 
 async def login_form(request: web.Request) -> web.StreamResponse:
@@ -56,27 +60,29 @@ async def queue_page(request: web.Request, session: Session) -> web.StreamRespon
     console = console_of(request)
     config, now = console.config(), console.clock()
     workflow, reason = request.query.get("workflow", ""), request.query.get("reason", "")
-    everything = queue.rows(config.home, config.review_sla_s, now)
+    everything = await asyncio.to_thread(queue.rows, config.home, config.review_sla_s, now)
     shown = [r for r in everything if (not workflow or r.workflow == workflow) and (not reason or r.reason == reason)]
     held = console.leases.held(now)
     return page(request, "queue.html", rows=shown, held=held, workflow=workflow, reason=reason,
                 workflows=sorted({r.workflow for r in everything}), reasons=sorted({r.reason for r in everything}),
                 total=len(everything), overdue=sum(r.overdue for r in everything),
-                held_count=sum(r.cid in held for r in everything), decided=_decided(request))
+                held_count=sum(r.cid in held for r in everything),
+                decided=await asyncio.to_thread(_decided, console.desk.decided.get(request.query.get("decided", ""))))
 
 
-def _decided(request: web.Request) -> str:
-    """The notice after a decision (read only: the query names the item, the sidecar tells)."""
-    cid = request.query.get("decided", "")
-    if not cid:
+def _decided(final: Path | None) -> str:
+    """The notice after a decision made here (read only: the query names the item, its sidecar tells)."""
+    if final is None:
         return ""
-    config = console_of(request).config()
-    for _, meta in review.iter_sidecars(config.home, ("archived", "failed")):
-        if meta.get("correlation_id") == cid and isinstance(meta.get("review"), dict):
-            where = "archive/" if meta["outcome"] == "archived" else "failed/"
-            verb = "Approved" if meta["review"].get("decision") == "approve" else "Rejected"
-            return f"{verb} {meta.get('original_name')}: moved to {where}"
-    return ""
+    try:
+        meta = json.loads(sidecar_of(final).read_bytes())
+    except (OSError, ValueError):
+        return ""  # moved on since (requeued, pruned)
+    if not isinstance(meta, dict) or not isinstance(meta.get("review"), dict):
+        return ""
+    where = "archive/" if meta.get("outcome") == "archived" else "failed/"
+    verb = "Approved" if meta["review"].get("decision") == "approve" else "Rejected"
+    return f"{verb} {meta.get('original_name')}: moved to {where}"
 
 
 def add_routes(app: web.Application) -> None:
