@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable
 import structlog
 
 from agentd.durable import sync_worker
-from agentd.durable.sync_worker import FRAME, do_round, fsync_path, write_file
+from agentd.durable.sync_worker import FRAME, do_round, fsync_path, write_file, write_new
 
 log = structlog.get_logger("agentd.durable.group")
 Write = tuple[str, bytes]  # a new file of a round: path, content
@@ -189,10 +189,11 @@ class GroupSync:
     async def sync(self, paths: Iterable[str | os.PathLike[str]],
                    write: tuple[str | os.PathLike[str], bytes] | None = None) -> None:
         """fsync `paths` in the next round; `write` (path, bytes: a new file) is written in the
-        round before its fsyncs. Its OSError is this caller's alone."""
+        round before its fsyncs, never over a file that is there (FileExistsError: the caller picks
+        another name). Its OSError is this caller's alone."""
         if not self.enabled and (write is None or self._helper is None):
             if write is not None:
-                await asyncio.to_thread(write_file, *write)
+                await asyncio.to_thread(write_new, *write)
             return
         wanted = {os.fspath(p) for p in paths} if self.enabled else set()
         if not wanted and write is None:

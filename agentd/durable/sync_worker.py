@@ -1,4 +1,5 @@
-"""A group commit's file work: new files written (temporary sibling, then rename) and paths fsynced.
+"""A group commit's file work: new files written (temporary sibling, then a link that never replaces
+another writer's file) and paths fsynced.
 
 The primitives of agentd.durable.group, and the main of its helper process: `python -I
 agentd/durable/sync_worker.py PARENT_PID`, started by the daemon's GroupSync. A round done in the daemon's own
@@ -12,6 +13,7 @@ header with each failed write's and each failed path's errno; no body).
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import itertools
 import json
 import os
@@ -21,6 +23,7 @@ from typing import Any, BinaryIO, Iterable
 
 FRAME = struct.Struct(">II")  # header length, body length
 FSYNC_THREADS = 4
+NO_HARD_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS)
 _counter = itertools.count()
 _pool: list[concurrent.futures.ThreadPoolExecutor] = []
 
@@ -34,8 +37,11 @@ def fsync_path(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def write_file(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write `data` to a temporary sibling, then rename it over `path` (no fsync here)."""
+def write_file(path: str | os.PathLike[str], data: bytes, replace: bool = True) -> None:
+    """Write `data` to a temporary sibling, then rename it over `path` (no fsync here).
+
+    replace=False (a group commit's new file, a sidecar): the temporary file is linked to `path`,
+    which fails with EEXIST when another writer put a file there; that file is never replaced."""
     path = os.fspath(path)
     # short: the file's own name may be 255 bytes
     tmp = os.path.join(os.path.dirname(path), f".tmp-{os.getpid()}-{next(_counter)}")
@@ -50,9 +56,34 @@ def write_file(path: str | os.PathLike[str], data: bytes) -> None:
             os.unlink(tmp)
             raise
         os.close(fd)
-        os.rename(tmp, path)
+        if replace:
+            os.rename(tmp, path)
+        else:
+            _link_new(tmp, path)
     except OSError as exc:  # named by the file asked for, not its temporary sibling
         raise OSError(exc.errno, exc.strerror, path) from None
+
+
+def write_new(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write a new file at `path`, never over one that is there (FileExistsError then)."""
+    write_file(path, data, replace=False)
+
+
+def _link_new(tmp: str, path: str) -> None:
+    """link() fails with EEXIST on a taken name; the temporary name goes either way. A file
+    system without hard links: a rename after a look."""
+    try:
+        os.link(tmp, path, follow_symlinks=False)
+    except OSError as exc:
+        taken = exc.errno == errno.EEXIST or os.path.lexists(path)
+        if not taken and exc.errno in NO_HARD_LINKS:
+            os.rename(tmp, path)
+            return
+        os.unlink(tmp)
+        if taken:
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), path) from None
+        raise
+    os.unlink(tmp)
 
 
 def fsync_all(paths: list[str]) -> dict[str, OSError]:
@@ -80,11 +111,12 @@ def fsync_all(paths: list[str]) -> dict[str, OSError]:
 
 
 def do_round(writes: Iterable[tuple[str, bytes]], paths: list[str]) -> tuple[dict[int, OSError], dict[str, OSError]]:
-    """Write the files (in order), then fsync the paths: (failed writes by index, failed paths)."""
+    """Write the new files (in order; never over a file that is there), then fsync the paths:
+    (failed writes by index, failed paths)."""
     write_errors: dict[int, OSError] = {}
     for index, (path, data) in enumerate(writes):
         try:
-            write_file(path, data)
+            write_new(path, data)
         except OSError as exc:
             write_errors[index] = exc
     return write_errors, fsync_all(paths)

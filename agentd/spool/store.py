@@ -248,15 +248,10 @@ class Store:
         in_processing = os.path.lexists(claim.data)  # not after a retry whose rename was done
         if in_processing and os.path.lexists(final) and not _is_ours(final, claim.cid):
             final = free_name(target_dir, final.name, claim.cid, self._reserved)  # a stranger took the name
-        meta_path = layout.sidecar_of(final)
         # a run that never wrote its journal has none on disk (a recovered claim's is looked for)
         unwritten = claim.journal is not None and not claim.journal.precious
         journal = [] if unwritten or not os.path.exists(claim.journal_path) else [claim.journal_path]
-        # the sidecar is written by the group commit just before its fsyncs (creating a file costs
-        # up to ~0.6 ms on a busy disk: not on the loop); the commit covers the claim too when it is
-        # not on disk yet (one commit, not two in a row)
-        await self.sync.sync([self.audit.path, meta_path, target_dir, *journal, *claim.commit_paths],
-                             write=(meta_path, json_bytes(meta)))
+        final = await self._write_sidecar(claim, final, meta, [*journal, *claim.commit_paths])
         self.crash_point("after_sidecar")
         claim.committed()
         self.crash_point("before_final_rename")
@@ -268,6 +263,24 @@ class Store:
         if not unwritten:
             self.keep_journal(claim.journal_path)
         return final
+
+    async def _write_sidecar(self, claim: Claim, final: Path, meta: dict[str, Any], also: list[str]) -> Path:
+        """The sidecar, written by the group commit just before its fsyncs (creating a file costs up to
+        ~0.6 ms on a busy disk: not on the loop); the commit covers the claim too when it is not on disk
+        yet (one commit, not two in a row). Never over another writer's sidecar: a name taken since
+        free_name looked moves the run to the next free one; our own (a crash or a retry) stands."""
+        for _ in range(100):
+            meta_path = layout.sidecar_of(final)
+            try:
+                await self.sync.sync([self.audit.path, meta_path, final.parent, *also],
+                                     write=(meta_path, json_bytes(meta)))
+                return final
+            except FileExistsError:
+                if _is_ours(meta_path, claim.cid, sidecar=True):
+                    return final  # written before a crash or a failed fsync: the same record
+                log.warning("sidecar_name_taken", file=display_name(meta_path.name))
+                final = free_name(final.parent, final.name, claim.cid, self._reserved)
+        raise OSError(f"no free sidecar name in {final.parent} for {display_name(final.name)}")
 
     def keep_journal(self, path: Path) -> None:
         """Move a finished run's journal to logs/journals/<cid>.journal.jsonl (`agentd replay` serves from it)."""

@@ -195,3 +195,16 @@ async def test_a_helper_answering_nonsense_is_replaced_and_the_round_done_in_a_t
     await asyncio.wait_for(sync.sync([tmp_path / "out"], write=(tmp_path / "out" / "a", b"a")), 10)
     # Then the round was done all the same, and the helper is gone
     assert (tmp_path / "out" / "a").read_bytes() == b"a" and sync.helper_pid is None
+
+
+@pytest.mark.parametrize("mode,enabled", [("thread", True), ("helper", True), ("thread", False), ("helper", False)])
+async def test_a_write_never_replaces_a_file_another_writer_put_there(
+        tmp_path: Path, make_sync, mode: str, enabled: bool) -> None:
+    sync = await make_sync(mode, enabled)
+    # Given another writer's file under the name a caller writes
+    (tmp_path / "a.json").write_bytes(b"theirs\n")
+    # Then the caller gets FileExistsError, the file keeps its bytes, no temporary file is left
+    with pytest.raises(FileExistsError) as caught:
+        await sync.sync([tmp_path], write=(tmp_path / "a.json", b"ours\n"))
+    assert caught.value.filename == os.fspath(tmp_path / "a.json")
+    assert (tmp_path / "a.json").read_bytes() == b"theirs\n" and os.listdir(tmp_path) == ["a.json"]
