@@ -53,7 +53,7 @@ class Daemon(HealthView):
         self.stopping = False
         self.started_at = time.time()
         self.in_flight = 0
-        self.paused = 0  # runs in flight that wait for the kill switch, budget or model
+        self.waiting_open = 0  # runs in flight that wait for the kill switch, budget or model (wait_open)
         self.processed = 0
         self.failed = 0
         self.last_progress_at: float | None = None
@@ -170,15 +170,21 @@ class Daemon(HealthView):
         self.refresh_kill()  # exact for claims: an idle tick is slower
         return self.services.guards.why_not("claim", busy=bool(self.in_flight or self.queue.qsize()))
 
+    @property
+    def paused(self) -> int:
+        """Runs in flight that wait, not work: for calls to open again (wait_open), or for an earlier run of
+        the same content (that one is the run that moves). The watchdog and a drain do not wait for them."""
+        return self.waiting_open + self.services.pipeline.waiting_on_earlier
+
     async def wait_open(self, reason: str, not_before: float | None = None) -> None:
         """Hold a paused run (one that already did paid work) until calls may start again."""
-        self.paused += 1
+        self.waiting_open += 1
         try:
             while self.services.guards.why_not("model") or self.services.gateway.blocked() or \
                     (not_before is not None and time.time() < not_before):
                 await asyncio.sleep(TICK_S)
         finally:
-            self.paused -= 1
+            self.waiting_open -= 1
 
     # -- feeding the workers -------------------------------------------------------------
     async def _enqueue_candidate(self, candidate: Candidate) -> None:
@@ -217,6 +223,9 @@ class Daemon(HealthView):
         self.services.metrics.in_flight.set(self.in_flight)
         try:
             if isinstance(item, Candidate):
+                if self.claim_blocked() is not None:  # the gate opened when it was queued: it may have shut since
+                    self.watcher.defer(item.path, time.time())  # offered again, to wait at the gate
+                    return
                 claim = await self.services.store.claim(item.path, item.workflow)
                 self.watcher.done(item.path)
                 if claim is None:

@@ -61,6 +61,7 @@ class Pipeline:
         self.on_progress = on_progress
         self.clock = clock
         self._same_content: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self.waiting_on_earlier = 0  # runs waiting for an earlier run of the same content
 
     async def process(self, claim: Claim) -> Outcome:
         """Run a claim to its terminal place; DEFERRED when it went back to incoming/ to wait."""
@@ -239,7 +240,11 @@ class Pipeline:
         earlier = self._same_content.get(key)
         if core.state.get("dedupe_key") != key:  # not our own marker, from before this run paused
             if earlier is not None and not earlier.done():
-                await asyncio.shield(earlier)
+                self.waiting_on_earlier += 1  # paused, for the watchdog: the earlier run is the one that moves
+                try:
+                    await asyncio.shield(earlier)
+                finally:
+                    self.waiting_on_earlier -= 1
             elif earlier is None:
                 self._same_content[key] = asyncio.get_running_loop().create_future()
                 core.state["dedupe_key"] = key
