@@ -9,6 +9,7 @@ from typing import BinaryIO, Iterator
 from agentd.audit.chain import CURRENT, ROTATED_GLOB, iso_of, parse_line
 
 TAIL_BYTES = 64 * 1024
+MAX_STEP_BYTES = 16 * 1024 * 1024
 BISECT_STOP_BYTES = 64 * 1024
 
 
@@ -32,28 +33,73 @@ def first_record(path: Path) -> dict | None:
 
 
 def last_record(path: Path) -> dict | None:
-    """The last parseable complete line, read from the end of the file (not the whole file)."""
+    """The last parseable line, read from the end of the file (not the whole file), of any length."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
     try:
-        end = os.fstat(fd).st_size
-        span = TAIL_BYTES
-        while True:
-            start = max(0, end - span)
-            lines = os.pread(fd, end - start, start).split(b"\n")
-            if start > 0:
-                lines = lines[1:]  # the first piece may be a line's middle
-            for raw in reversed(lines):
-                record = parse_line(raw) if raw.strip() else None
-                if record is not None:
-                    return record
-            if start == 0:
-                return None
-            span *= 4
+        return last_record_of(fd, os.fstat(fd).st_size)
     finally:
         os.close(fd)
+
+
+def last_record_of(fd: int, end: int) -> dict | None:
+    for _, raw, _ in lines_backwards(fd, end):
+        record = parse_line(raw) if raw.strip() else None
+        if record is not None:
+            return record
+    return None
+
+
+def lines_backwards(fd: int, end: int) -> Iterator[tuple[int, bytes, bool]]:
+    """(offset, line without its newline, terminated) from byte `end` back to the file's start.
+
+    Reads backwards in doubling steps with no bound on a line's length (a line of 5 MiB is
+    read whole), and only as far back as the caller keeps iterating. Empty lines are skipped.
+    """
+    pos, buf, hi, step = end, b"", 0, TAIL_BYTES
+    terminated = False  # the piece after the file's last newline has none
+    while True:
+        cut = buf.rfind(b"\n", 0, hi)
+        if cut >= 0:
+            if cut + 1 < hi:
+                yield pos + cut + 1, buf[cut + 1:hi], terminated
+            hi, terminated = cut, True
+            continue
+        if pos == 0:
+            if hi:
+                yield 0, buf[:hi], terminated
+            return
+        start = max(0, pos - step)
+        chunk = os.pread(fd, pos - start, start)
+        if len(chunk) != pos - start:
+            return  # the file shrank under us: what follows would be misplaced
+        buf, hi = chunk + buf[:hi], len(chunk) + hi
+        pos, step = start, min(step * 2, MAX_STEP_BYTES)
+
+
+def find_line(logs_dir: Path, seq: int) -> dict | None:
+    """The record with this seq, looked for from the end of the newest file back (None: not there).
+
+    Stops at the first record below `seq`: the cost is the lines written after it."""
+    for path in reversed(audit_files(logs_dir)):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            for _, raw, _ in lines_backwards(fd, os.fstat(fd).st_size):
+                record = parse_line(raw)
+                if record is None:
+                    continue
+                if int(record["seq"]) == seq:
+                    return record
+                if int(record["seq"]) < seq:
+                    return None
+        finally:
+            os.close(fd)
+    return None
 
 
 def _records(path: Path, seq: int = 0, cutoff: str = "") -> Iterator[dict]:

@@ -6,12 +6,15 @@ import fcntl
 import hashlib
 import os
 import time
+from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from agentd.audit.anchor import AnchorError, AnchorStore
+import structlog
+
+from agentd.audit.anchor import ANCHOR, AnchorError, AnchorStore, signature_problem
 from agentd.audit.chain import CURRENT, GENESIS, Entry, canonical, intact, iso_of, parse_line
-from agentd.audit.files import first_record, last_record, rotated_files
+from agentd.audit.files import find_line, first_record, last_record, last_record_of, lines_backwards, rotated_files
 from agentd.audit.redact import Redactor
 from agentd.durable.group import GroupSync
 
@@ -41,6 +44,8 @@ class AuditLog:
         self.writable = True
         self.repaired: dict | None = None
         self.suspect: list[str] = []  # what start-up found that only tampering explains
+        self.warnings: list[str] = []  # what start-up found that must be said, not a proof of tampering
+        self._expected: Entry | None = None  # the anchor's head, until the first write checked the files
         self._anchored_at = -ANCHOR_INTERVAL_S
         self._catch_up: asyncio.TimerHandle | None = None
         self._staged: list[dict[str, Any]] = []
@@ -49,19 +54,28 @@ class AuditLog:
 
     # -- opening and repair ---------------------------------------------------------
     def open(self) -> "AuditLog":
+        """Open the current file, repair a torn last line, and compare what it holds with the anchor.
+
+        Lines the anchor had reached but the file no longer holds are never passed over in
+        silence: the next line written is an `audit_gap` naming them (see `_gap_lines`)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self._open_fd()
         with self._locked():
             self._hold_current()
             self.repaired = self._repair_tail()
             created = self._check_anchor()
+        unaudited = list(self.suspect)
+        self._write([])  # with the anchor ahead of the file: the gap line, before anything else
         if self.repaired:
             self.append("audit_repaired", **self.repaired)
         if created is not None:
             self.append("audit_anchor_created", covers_from_seq=created, note=(
-                "no anchor was found: lines before this one are anchored only from here on"))
-        for problem in self.suspect:
+                "no anchor was found while the log held lines: lines before this one are anchored "
+                "only from here on"))
+        for problem in unaudited:
             self.append("audit_tamper_suspected", problem=problem)
+        for warning in self.warnings:  # said here: a warning is not a problem the caller reports
+            structlog.get_logger("agentd.audit").warning("audit_warning", problem=warning)
         if self.repaired or created is not None or self.suspect:
             self.flush_now()
         self.apply_retention()
@@ -71,7 +85,7 @@ class AuditLog:
         if self._fd is not None:
             os.close(self._fd)
         self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        self._size = -1
+        self._size = -1  # read again before the next write
 
     def close(self) -> None:
         if self._staged and self._fd is not None:
@@ -84,44 +98,40 @@ class AuditLog:
         assert self._fd is not None
         return _Flock(self)
 
-    def _read_tail(self) -> tuple[bytes, int]:
-        """The last stretch of the file (up to 1 MiB) and its offset."""
-        assert self._fd is not None
-        size = os.fstat(self._fd).st_size
-        start = max(0, size - (1 << 20))
-        return os.pread(self._fd, size - start, start), start
-
     def _repair_tail(self) -> dict | None:
         """Drop a torn (unterminated) last line, a crash mid-write, and nothing else.
 
         A complete last line that does not parse or match its hash was written whole and
-        changed since: it is kept (the evidence) and reported as suspected tampering.
+        changed since: it is kept (the evidence) and reported as suspected tampering. The
+        file is read backwards only as far as its last parseable line, however long.
         """
-        tail, start = self._read_tail()
-        cut = tail.rfind(b"\n") + 1  # 0 when the stretch holds no newline at all
-        torn = tail[cut:] if start == 0 or cut else b""
-        keep = start + len(tail) - len(torn)
+        size = os.fstat(self._fd).st_size  # type: ignore[arg-type]
+        lines = lines_backwards(self._fd, size)  # type: ignore[arg-type]
+        first = next(lines, None)
+        torn = first[1] if first is not None and not first[2] else b""
+        keep = first[0] if torn else size
         self._size = keep
-        lines = [ln for ln in tail[:cut].split(b"\n") if ln]
-        self.last = self._last_entry(lines)
+        complete = (raw for _, raw, _ in (lines if torn or first is None else chain([first], lines)))
+        self.last = self._last_entry(complete)
         if not torn:
             return None
         os.ftruncate(self._fd, keep)  # type: ignore[arg-type]
         os.fsync(self._fd)  # type: ignore[arg-type]
         preview = torn[:120].decode("utf-8", "backslashreplace")
-        return {"dropped_bytes": len(torn), "dropped_preview": preview}
+        return {"dropped_bytes": size - keep, "dropped_preview": preview}
 
-    def _last_entry(self, lines: list[bytes]) -> Entry:
-        if not lines:
+    def _last_entry(self, lines: Iterator[bytes]) -> Entry:
+        """The head: the last complete line (kept and reported when edited), else the last that parses."""
+        last = next(lines, None)
+        if last is None:
             return self._last_of_rotated()
-        record = parse_line(lines[-1])
+        record = parse_line(last)
         if not intact(record):
             self.suspect.append(f"the last complete line of {CURRENT} does not match its hash "
                                 "(edited after it was written); kept as it is")
-        if record is not None:
-            return Entry(int(record["seq"]), str(record["hash"]))
-        earlier = next((r for r in map(parse_line, reversed(lines)) if r is not None), None)
-        return Entry(int(earlier["seq"]), earlier["hash"]) if earlier else self._last_of_rotated()
+        if record is None:
+            record = next((r for r in map(parse_line, lines) if r is not None), None)
+        return Entry(int(record["seq"]), str(record["hash"])) if record else self._last_of_rotated()
 
     def _last_of_rotated(self) -> Entry:
         rotated = rotated_files(self.dir)
@@ -129,22 +139,36 @@ class AuditLog:
         return Entry(int(last["seq"]), last["hash"]) if last else Entry(0, GENESIS)
 
     def _check_anchor(self) -> int | None:
-        """Create a missing anchor (returns the seq it starts covering) or compare the head with it."""
+        """Create a missing anchor (returns the seq it starts covering) or take its head as expected."""
         try:
-            anchor, _raw = self.anchor.load()
+            anchor, raw = self.anchor.load()
         except AnchorError as exc:
             self.suspect.append(str(exc))
             return None
         if anchor is None:
-            fresh = self.anchor.create(self.last)
-            has_lines = self.last.seq > 0
-            return fresh.first_seq if has_lines else None
-        if self.last.seq < anchor.head_seq:
-            self.suspect.append(f"the log ends at seq {self.last.seq} but the anchor reached seq "
-                                f"{anchor.head_seq}: lines were removed at the tail")
-        elif self.last.seq == anchor.head_seq and self.last.hash != anchor.head_hash:
-            self.suspect.append(f"seq {self.last.seq} differs from the line the anchor recorded")
+            return self._create_anchor()
+        problem = signature_problem(raw or {}, self.anchor.key)
+        if problem:
+            self.suspect.append(f"{ANCHOR}: {problem}")
+        if anchor.head_seq > 0:
+            self._expected = Entry(anchor.head_seq, anchor.head_hash)  # checked by the first write
         return None
+
+    def _create_anchor(self) -> int | None:
+        """A first anchor; over a log that already has lines it is said loudly (with a key: tampering)."""
+        fresh = self.anchor.create(self.last)
+        if self.last.seq == 0:
+            return None
+        missing = (f"{ANCHOR} was missing while the log held lines up to seq {self.last.seq} "
+                   "(removed?): a new anchor covers them only from here on")
+        if self.anchor.key:
+            self.suspect.append(missing + "; with AUDIT_HMAC_KEY set an anchor existed, so it was removed")
+        else:
+            self.warnings.append(missing)
+        if fresh.first_seq != 1 or fresh.first_prev != GENESIS:
+            self.suspect.append(f"the log starts at seq {fresh.first_seq}, not at the chain's start, and no "
+                                "anchor says why: lines were removed at the start")
+        return fresh.first_seq
 
     # -- appending --------------------------------------------------------------------
     def append(self, event: str, redacted: dict[str, Any] | None = None, **fields: Any) -> Entry:
@@ -180,7 +204,9 @@ class AuditLog:
             self.open()
         try:
             with self._locked():
-                self._follow_other_writers()
+                records = self._follow_other_writers() + records
+                if not records:
+                    return
                 chunks, last = [], self.last
                 for record in records:
                     record.update(seq=last.seq + 1, prev=last.hash)
@@ -222,23 +248,56 @@ class AuditLog:
             self._open_fd()
             fcntl.flock(self._fd, fcntl.LOCK_EX)  # type: ignore[arg-type]
 
-    def _follow_other_writers(self) -> None:
+    def _follow_other_writers(self) -> list[dict[str, Any]]:
         """Another process (the CLI) may have appended or rotated since our last write.
 
         A writer that rotates appends first, so a file still of the size we left it, still
-        linked, was not rotated by anyone: the path is looked at again only once a second."""
+        linked, was not rotated by anyone: the path is looked at again only once a second.
+        Returns the lines that must go first when the file no longer holds what we (or, at
+        start-up, the anchor) last knew: an `audit_gap` or an `audit_tamper_suspected`.
+        """
+        anchored = self._expected is not None
+        expected, self._expected = self._expected or self.last, None
         ours = os.fstat(self._fd)  # type: ignore[arg-type]
         now = time.monotonic()
-        if ours.st_size == self._size and ours.st_nlink and now - self._path_checked_at < PATH_CHECK_S:
-            return
+        if (expected == self.last and ours.st_size == self._size and ours.st_nlink
+                and now - self._path_checked_at < PATH_CHECK_S):
+            return []
         self._path_checked_at = now
-        size = self._hold_current().st_size
+        size = self._hold_current().st_size  # a file opened anew has _size -1: read again
         if size != self._size:
-            tail, _ = self._read_tail()
-            lines = [ln for ln in tail.split(b"\n") if ln.strip()]
-            record = parse_line(lines[-1]) if lines else None
+            record = last_record_of(self._fd, size)  # type: ignore[arg-type]
             self.last = Entry(int(record["seq"]), record["hash"]) if record else self._last_of_rotated()
             self._size = size
+        return self._gap_lines(expected, "the anchor" if anchored else "this writer")
+
+    def _gap_lines(self, expected: Entry, knower: str) -> list[dict[str, Any]]:
+        """What to write when the files no longer hold `expected` (the anchor's head, or our last line).
+
+        Lines cut off (the head found below `expected`): an `audit_gap` line chained to the line
+        the file now ends with (`prev`) but numbered after `expected`, so no seq is ever used
+        twice and verify names the lost range. The line at `expected.seq` changed: suspected tampering.
+        """
+        found, problem = self.last, None
+        if found.seq < expected.seq:
+            problem = (f"the log ended at seq {found.seq} but {knower} had seen it reach seq {expected.seq}: "
+                       f"lines {found.seq + 1} to {expected.seq} were removed (the tail cut, or the file replaced)")
+            self.suspect.append(problem)
+            self.last = Entry(expected.seq, found.hash)
+            return [self._record("audit_gap", {
+                "after_seq": found.seq, "lost_from_seq": found.seq + 1, "lost_through_seq": expected.seq,
+                "expected_hash": expected.hash, "problem": problem}, None)]
+        if found.seq == expected.seq:
+            changed = found.hash != expected.hash
+        else:
+            line = find_line(self.dir, expected.seq) if expected.seq else None
+            changed = expected.seq > 0 and (line is None or line["hash"] != expected.hash)
+        if not changed:
+            return []
+        problem = (f"seq {expected.seq} is not the line {knower} had seen as seq {expected.seq} "
+                   "(rewritten, or the file replaced)")
+        self.suspect.append(problem)
+        return [self._record("audit_tamper_suspected", {"problem": problem}, None)]
 
     def _rotate(self) -> None:
         first = first_record(self.path)

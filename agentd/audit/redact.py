@@ -1,5 +1,7 @@
 """Secret redaction: removes secret values, credential shapes and URL credentials, and nothing else.
 
+A word after `Bearer` or `Basic` is prose unless it is shaped like a credential (`credential_shaped`).
+
 What counts as a secret value is decided by the configuration (config.secret_values): the
 value of a variable whose name contains KEY, TOKEN, SECRET or PASSWORD, when it looks like
 a secret (not a small number, a boolean or a duration). State fields (file names, paths,
@@ -7,14 +9,43 @@ hashes, ids) are never rewritten: recovery and requeue rely on them as they were
 """
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from typing import Any, Iterable
 
 MASK = "[REDACTED]"
 
+# words joined by - / . _ (prose, names, domains), camel-cased words, all-caps words; numbers, dates
+_WORD = r"(?:[A-Za-z][a-z]*(?:[A-Z][a-z]+)*|[A-Z]+)"  # each camel hump starts upper: no backtracking blow-up
+_WORDS = re.compile(rf"{_WORD}(?:[-./_~]+{_WORD})*[-./_~]*")
+_NUMBER = re.compile(r"[0-9][0-9.,:/-]*")
+MIN_TOKEN_CHARS = 8
+MIN_TOKEN_BITS_PER_CHAR = 2.5
+
+
+def credential_shaped(value: str) -> bool:
+    """A token (base64, hex, JWT, a generated key) rather than a word, a name or an amount.
+
+    At least MIN_TOKEN_CHARS long, not words (however joined or cased), not a number or a
+    date, and varied enough (Shannon entropy per character): `Basic functionality`, `Bearer
+    Instruments`, `Basic 2048.00` stay; `Basic dXNlcjpwYXNz`, `Bearer eyJhbGciOi...` go."""
+    body = value.rstrip("=")
+    if len(body) < MIN_TOKEN_CHARS or _WORDS.fullmatch(body) or _NUMBER.fullmatch(body):
+        return False
+    counts = Counter(body)
+    bits = -sum(n / len(body) * math.log2(n / len(body)) for n in counts.values())
+    return bits >= MIN_TOKEN_BITS_PER_CHAR
+
+
+def _scheme_token(match: re.Match[str]) -> str:
+    """`Bearer <token>` / `Basic <token>`: the token masked only when it is credential-shaped."""
+    return f"{match.group(1)} {MASK}" if credential_shaped(match.group(2)) else match.group(0)
+
+
 # Credential shapes that are secrets whatever variable they came from: (pattern, replacement)
-RULES: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), rf"\1 {MASK}"),
+RULES: list[tuple[re.Pattern[str], Any]] = [
+    (re.compile(r"(?i)\b(bearer|basic)\s+([A-Za-z0-9._~+/=-]{8,})"), _scheme_token),
     (re.compile(r"\bsk-(?:ant-|proj-)?[A-Za-z0-9_-]{10,}"), MASK),
     (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"), MASK),
     (re.compile(r"(?i)\b(aws_secret_access_key|x-api-key|api[_-]?key|authorization)(\"?\s*[:=]\s*\"?)"

@@ -46,6 +46,8 @@ class _Scan:
     wanted: dict[int, str] = field(default_factory=dict)  # seq -> its hash, for the seqs asked about
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    broken: bool = False  # the chain itself broke (the scan stopped there)
+    keyed: bool = False  # AUDIT_HMAC_KEY is set: an anchor recreated over lines is a problem
 
 
 def verify(logs_dir: Path, sidecars: Iterable[tuple[Path, dict]] = (), hmac_key: str = "") -> tuple[int, list[Problem]]:
@@ -81,7 +83,7 @@ def _verify_once(logs_dir: Path, refs: list, key: str) -> tuple[Report, dict | N
     files = _open_snapshot(logs_dir)
     try:
         wanted = {int(seq) for _, seq, _ in refs} | ({anchor.head_seq} if anchor else set())
-        scan = _scan(files, anchor, wanted)
+        scan = _scan(files, anchor, wanted, keyed=bool(key))
     finally:
         for _, fh, _ in files:
             fh.close()
@@ -135,8 +137,9 @@ def _lines(fh: BinaryIO, limit: int) -> Iterator[tuple[int, bytes, bool]]:
         yield lineno, raw.rstrip(b"\n"), raw.endswith(b"\n")
 
 
-def _scan(files: list[tuple[str, BinaryIO, int]], anchor: Anchor | None, wanted: set[int]) -> _Scan:
-    scan = _Scan()
+def _scan(files: list[tuple[str, BinaryIO, int]], anchor: Anchor | None, wanted: set[int],
+          keyed: bool = False) -> _Scan:
+    scan = _Scan(keyed=keyed)
     prev_hash, prev_seq = None, None
     skip_through = anchor.retired_through if anchor else 0
     for name, fh, limit in files:
@@ -149,6 +152,7 @@ def _scan(files: list[tuple[str, BinaryIO, int]], anchor: Anchor | None, wanted:
                 break
             if record is None:
                 scan.problems.append(Problem(where, "not a valid audit line"))
+                scan.broken = True
                 return scan
             seq = int(record["seq"])
             if prev_seq is None and seq <= skip_through:
@@ -156,6 +160,7 @@ def _scan(files: list[tuple[str, BinaryIO, int]], anchor: Anchor | None, wanted:
             problem = _link_problem(record, prev_seq, prev_hash)
             if problem:
                 scan.problems.append(Problem(where, problem))
+                scan.broken = True
                 return scan
             if scan.first is None:
                 scan.first = record
@@ -172,24 +177,37 @@ def _link_problem(record: dict, prev_seq: int | None, prev_hash: str | None) -> 
     seq = record["seq"]
     if not intact(record):
         return f"seq {seq}: content does not match its hash (edited)"
-    if prev_seq is not None and seq != prev_seq + 1:
+    if prev_seq is not None and seq != prev_seq + 1 and not _declared_gap(record, prev_seq):
         return f"seq {seq} follows seq {prev_seq} (a line was removed or reordered)"
     if prev_hash is not None and record["prev"] != prev_hash:
         return f"seq {seq}: prev does not match the line before"
     return None
 
 
+def _declared_gap(record: dict, prev_seq: int) -> bool:
+    """An `audit_gap` line numbers itself after the lines it says were lost: its seq may jump."""
+    return (record.get("event") == "audit_gap" and record.get("after_seq") == prev_seq
+            and int(record["seq"]) > prev_seq)
+
+
 def _note_event(scan: _Scan, record: dict, where: str) -> None:
     event = record.get("event")
     if event == "audit_tamper_suspected":
-        scan.problems.append(Problem(where, f"start-up found the log tampered with: {record.get('problem')}"))
+        scan.problems.append(Problem(where, f"agentd found the log tampered with: {record.get('problem')}"))
+    elif event == "audit_gap":
+        scan.problems.append(Problem(where, f"a gap in the chain: {record.get('problem')}"))
     elif event == "audit_anchor_created" and record["seq"] > 1:
-        scan.notes.append(f"{where}: the anchor was created at seq {record['seq']} over an existing log "
-                          "(first start of this version, or the anchor had been removed)")
+        what = (f"the anchor was missing and created anew at seq {record['seq']} over an existing log: "
+                "removed, or the first start of a version without one")
+        if scan.keyed:
+            scan.problems.append(Problem(where, what))
+        else:
+            scan.notes.append(f"WARNING: {where}: {what}; lines before it are not anchored (with "
+                              "AUDIT_HMAC_KEY set this is a problem)")
 
 
 def _anchor_problems(anchor: Anchor | None, scan: _Scan, present: set[str]) -> list[Problem]:
-    if scan.problems and "removed or reordered" not in scan.problems[0].what:
+    if scan.broken and "removed or reordered" not in scan.problems[-1].what:
         return []  # the chain broke early: what follows would only repeat it
     if anchor is None:
         if scan.first is None:
@@ -206,7 +224,7 @@ def _anchor_problems(anchor: Anchor | None, scan: _Scan, present: set[str]) -> l
         starts = f"seq {first['seq']}" if first else "nothing"
         problems.append(Problem("audit log", f"it starts at {starts} but the anchor says seq {anchor.first_seq}: "
                                              "lines were removed at the start"))
-    if scan.last_seq < anchor.head_seq and not scan.problems:
+    if scan.last_seq < anchor.head_seq and not scan.broken:
         problems.append(Problem("audit log", f"it ends at seq {scan.last_seq} but the anchor says it reached "
                                              f"seq {anchor.head_seq}: lines were removed at the tail"))
     elif anchor.head_seq in scan.wanted and scan.wanted[anchor.head_seq] != anchor.head_hash:

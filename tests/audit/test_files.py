@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
+import os
 import time
+from decimal import Decimal
 from pathlib import Path
 
 from agentd.audit import AuditLog, iter_records_since
@@ -119,3 +120,25 @@ def test_within_a_large_file_reading_starts_near_the_first_wanted_line(tmp_path:
     assert all(r["event"] != "planted" for r in records)
     assert [r["seq"] for r in records][:3] == [wanted_from + 1, wanted_from + 2, wanted_from + 3]
     assert records[-1]["seq"] == log.last.seq
+
+
+def test_lines_backwards_reads_lines_of_any_length_and_marks_the_unterminated_tail(tmp_path: Path) -> None:
+    from agentd.audit.files import TAIL_BYTES, lines_backwards
+    lines = [b"a", b"b" * (TAIL_BYTES * 5 + 3), b"", b"c" * 10, b"d" * (TAIL_BYTES - 1)]
+    data = b"\n".join(lines) + b"\n" + b"torn" * 50_000
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        got = list(lines_backwards(fd, len(data)))
+    finally:
+        os.close(fd)
+    expected = [(data.index(b"torn"), b"torn" * 50_000, False)]
+    offset = 0
+    starts = []
+    for line in lines:
+        starts.append((offset, line, True))
+        offset += len(line) + 1
+    expected += [s for s in reversed(starts) if s[1]]  # empty lines skipped
+    assert got == expected
+    assert all(data[o:o + len(raw)] == raw for o, raw, _ in got)

@@ -166,12 +166,16 @@ def test_a_tail_removed_while_stopped_is_reported_at_start_up_and_stays_reported
     log.close()
     log.path.write_text("".join(_lines(log.path)[:-2]))
     reopened = AuditLog(tmp_path / "logs").open()
-    assert any("removed at the tail" in problem for problem in reopened.suspect)
+    assert any("lines 5 to 6 were removed (the tail cut" in problem for problem in reopened.suspect)
     for i in range(10):  # the chain goes on past the anchored head
         reopened.append("llm_call", n=i)
     reopened.flush_now()
+    # the gap line is chained to seq 4 (what the file held) and numbered 7: no seq is used twice
+    gap = next(r for r in iter_records(reopened.dir) if r["event"] == "audit_gap")
+    assert (gap["seq"], gap["after_seq"], gap["lost_from_seq"], gap["lost_through_seq"]) == (7, 4, 5, 6)
     _, problems = verify(reopened.dir)
-    assert any("start-up found the log tampered with" in p.what and "tail" in p.what for p in problems)
+    assert [p.where for p in problems] == ["audit.jsonl:5"]
+    assert "a gap in the chain" in problems[0].what and "lines 5 to 6 were removed" in problems[0].what
 
 
 def test_the_daemon_logs_a_torn_line_repair_and_an_edit_it_kept(
@@ -266,4 +270,91 @@ def test_a_current_file_renamed_by_hand_is_left_within_a_second(tmp_path: Path, 
     (tmp_path / "audit.jsonl").rename(tmp_path / "moved.jsonl")  # no append: same size, still linked
     clock[0] += log_mod.PATH_CHECK_S + 0.1
     log.append("two")
-    assert [r["event"] for r in map(json.loads, (tmp_path / "audit.jsonl").read_text().splitlines())] == ["two"]
+    # the new file does not pretend to continue the chain: it begins with the gap it found
+    assert [r["event"] for r in map(json.loads, (tmp_path / "audit.jsonl").read_text().splitlines())] == [
+        "audit_gap", "two"]
+    assert "lines 1 to 1 were removed" in verify(tmp_path)[1][0].what
+
+
+def test_a_last_line_over_a_mebibyte_is_the_head_at_the_next_open(tmp_path: Path) -> None:
+    # Given a log whose last line is 3 MiB long (longer than any fixed tail read)
+    log = _log(tmp_path, lines=3)
+    big = log.append("outcome", result={"text": "y" * (3 << 20)})
+    log.flush_now()
+    log.close()
+    # When it is opened again and written to
+    reopened = AuditLog(tmp_path / "logs").open()
+    entry = reopened.append("startup")
+    reopened.flush_now()
+    # Then the chain goes on from the long line: no repair, no alarm, the next seq, verify clean
+    assert reopened.repaired is None and reopened.suspect == [] and reopened.warnings == []
+    assert entry.seq == big.seq + 1 == 5
+    assert verify(reopened.dir) == (5, [])
+
+
+def test_a_torn_line_after_a_long_line_is_dropped_and_the_long_line_kept(tmp_path: Path) -> None:
+    log = _log(tmp_path, lines=2)
+    big = log.append("note", text="z" * (2 << 20))
+    log.flush_now()
+    log.close()
+    with open(log.path, "ab") as fh:
+        fh.write(b'{"event":"llm_call","seq":4,' + b"q" * 100_000)  # torn, with no newline in 100 kB
+    reopened = AuditLog(tmp_path / "logs").open()
+    assert reopened.repaired is not None and reopened.repaired["dropped_bytes"] == 100_028
+    assert reopened.suspect == []
+    assert [r["seq"] for r in iter_records(reopened.dir)] == [1, 2, big.seq, 4] and big.seq == 3
+    assert verify(reopened.dir)[1] == []
+
+
+def test_a_tail_cut_under_an_open_writer_is_written_down_as_a_gap(tmp_path: Path) -> None:
+    # Given an open log with 6 lines
+    log = _log(tmp_path, lines=6)
+    # When its last 2 lines are cut off the live file and the writer appends
+    log.path.write_text("".join(_lines(log.path)[:-2]))
+    entry = log.append("llm_call", n=7)
+    log.flush_now()
+    # Then the first line written names the gap; seqs 5 and 6 are never used again
+    records = list(iter_records(log.dir))
+    assert [(r["seq"], r["event"]) for r in records[-2:]] == [(7, "audit_gap"), (8, "llm_call")]
+    assert records[-2]["prev"] == records[-3]["hash"] and entry.seq == 8
+    _, problems = verify(log.dir)
+    assert problems[0].where == "audit.jsonl:5" and "lines 5 to 6 were removed" in problems[0].what
+
+
+def test_a_live_file_replaced_by_a_longer_forged_one_is_suspected(tmp_path: Path) -> None:
+    # Given an open log, and a forged file with more lines (a new chain, seq 1..12) put in its place
+    log = _log(tmp_path, lines=6)
+    forged_dir = tmp_path / "forged"
+    _log(forged_dir, lines=12).close()
+    (forged_dir / "logs" / "audit.jsonl").replace(log.path)
+    # When the writer appends
+    log.append("llm_call", n=7)
+    # Then it does not take the forged file for its own chain without saying so
+    events = [r["event"] for r in iter_records(log.dir)]
+    assert events[-2:] == ["audit_tamper_suspected", "llm_call"]
+    assert "seq 6 is not the line this writer had seen" in list(iter_records(log.dir))[-2]["problem"]
+    assert verify(log.dir)[1]
+
+
+def test_a_rewritten_anchored_line_below_newer_lines_is_suspected_at_start_up(tmp_path: Path) -> None:
+    # Given a log anchored at seq 6 and two lines appended after (a crash before the anchor moved)
+    from agentd.audit import line_hash
+    log = _log(tmp_path, lines=6)
+    log.close()
+    lines = _lines(log.path)
+    record = json.loads(lines[5])
+    record["cost_usd"] = 0.0
+    record["hash"] = line_hash(record)  # rehashed: only the anchor can tell
+    forged = [json.dumps(record) + "\n"]
+    prev = record["hash"]
+    for seq in (7, 8):
+        extra = {"event": "llm_call", "seq": seq, "prev": prev, "ts": record["ts"]}
+        extra["hash"] = line_hash(extra)
+        prev = extra["hash"]
+        forged.append(json.dumps(extra) + "\n")
+    log.path.write_text("".join(lines[:5] + forged))
+    # When it is opened again
+    reopened = AuditLog(tmp_path / "logs").open()
+    # Then start-up finds the anchored line is not the one it anchored, and audits it
+    assert any("seq 6 is not the line the anchor had seen" in p for p in reopened.suspect)
+    assert [r["event"] for r in iter_records(reopened.dir)][-1] == "audit_tamper_suspected"

@@ -14,6 +14,7 @@ from agentd import logs
 from agentd.audit import AuditLog
 from agentd.audit.redact import MASK, Redactor
 from agentd.spool.layout import claim_name, new_correlation_id
+from tests.fakewire import Seen, default_answer
 from tests.helpers import AgentdProcess, audit_events, base_env, cli, sidecar_for, wait_until
 
 ADMIN = "adm-canary-5f1e9d77"
@@ -188,3 +189,51 @@ def test_a_secret_loaded_later_is_masked_in_a_string_scrubbed_before() -> None:
     redactor.secrets = ["first-secret-value", "second-secret-value"]  # what SIGHUP does
     assert redactor.text(line) == f"the new key is {MASK}"
     assert redactor.text("first-secret-value!") == f"{MASK}!"
+
+
+# after Bearer/Basic: prose, names, amounts and dates stay; tokens (base64, hex, JWT, keys) go
+PROSE_AFTER_SCHEME = ["Basic functionality is included", "Bearer bonds and Bearer Instruments Ltd",
+                      "the Basic Configuration guide", "Basic PowerPoint skills", "Basic 2048.00 EUR",
+                      "Basic 20480000 units", "Bearer 2024-01-15", "Basic Input/Output System",
+                      "Bearer docs.example.com", "BASIC INFORMATION", "Basic well-known-terms"]
+CREDENTIALS_AFTER_SCHEME = ["Basic dXNlcjpwYXNzd29yZA==", "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig0",
+                            "bearer 9f86d081884c7d659a2feaa0c55ad015", "BASIC QWxhZGRpbjpvcGVu",
+                            "Bearer rev-tok-aaaa1111"]
+
+
+@pytest.mark.parametrize("text", PROSE_AFTER_SCHEME)
+def test_an_ordinary_word_after_basic_or_bearer_is_kept(text: str) -> None:
+    assert Redactor().text(text) == text
+
+
+@pytest.mark.parametrize("text", CREDENTIALS_AFTER_SCHEME)
+def test_a_credential_shaped_value_after_basic_or_bearer_is_masked(text: str) -> None:
+    scheme, token = text.split(" ", 1)
+    assert Redactor().text(f"header: {text}; amount 2048.00 EUR") == f"header: {scheme} {MASK}; amount 2048.00 EUR"
+    assert token not in Redactor().text(text)
+
+
+def test_a_daemon_run_keeps_prose_after_basic_and_bearer_and_masks_only_credentials(
+        home: Path, daemon: Callable[..., AgentdProcess], llm_server: Callable[..., object]) -> None:
+    # Given a model whose summary holds prose after Basic/Bearer, an amount, a credential and the admin token
+    credential = "dXNlcjpwYXNzd29yZA=="
+    summary = (f"Basic functionality and Bearer bonds, 2048.00 EUR due; header Basic {credential}; "
+               f"admin {ADMIN}")
+
+    def responder(seen: Seen) -> dict:
+        return {**default_answer(seen), "summary": summary, "party": "Bearer Instruments Ltd"}
+
+    server = llm_server(responder=responder)
+    agent = daemon(ADMIN_TOKEN=ADMIN, LLM_MAX_OUTPUT_TOKENS="2048", **server.env())  # type: ignore[attr-defined]
+    (home / "incoming" / "basic-invoice-2048.txt").write_text("Invoice 2048: amount due 2048.00 EUR")
+    meta = wait_until(lambda: sidecar_for(home, "basic-invoice-2048.txt"))
+    agent.stop()
+    # Then the sidecar and the outcome line keep the prose, the amount and the party; lose the secrets
+    expected = f"Basic functionality and Bearer bonds, 2048.00 EUR due; header Basic {MASK}; admin {MASK}"
+    assert meta["result"]["summary"] == expected and meta["result"]["party"] == "Bearer Instruments Ltd"
+    outcome = audit_events(home, "outcome")[0]
+    assert outcome["file"] == "basic-invoice-2048.txt" and expected in json.dumps(outcome)
+    said = [agent.output(), *(p.read_text() for p in (home / "logs").glob("audit*.json*")),
+            *(p.read_text() for p in home.glob("*/*.meta.json"))]  # not the run's journal: a state file
+    assert all(credential not in text and ADMIN not in text for text in said)
+    assert [r["max_tokens"] for r in audit_events(home, "llm_call")] == [2048]  # a *_TOKENS number kept
