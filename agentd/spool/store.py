@@ -28,7 +28,7 @@ from agentd import logs
 from agentd.audit import AuditLog, iso_of, iter_records_since
 from agentd.config import Config
 from agentd.durable.crash import crash_point
-from agentd.durable.group import GroupSync, fsync_path, json_bytes, write_json
+from agentd.durable.group import GroupSync, json_bytes
 from agentd.spool import layout
 from agentd.spool.deferred import Deferrals
 from agentd.spool.layout import (DEFAULT_WORKFLOW, INCOMING, JOURNAL_SUFFIX, PROCESSING, SIDECAR, Outcome, cid_time,
@@ -307,45 +307,13 @@ class Store:
 
     # -- operators' moves ---------------------------------------------------------------
     def requeue(self, data: Path, workflow: str, cid: str, by: str, name: str | None = None) -> Path:
-        """Move a finished file back to incoming/ (its workflow's folder), as `name` if that is free."""
-        source = data.parent.name
-        target_dir = layout.incoming_dir(self.home, workflow)
-        target_dir.mkdir(parents=True, exist_ok=True)
-        meta = layout.sidecar_of(data)
-        target = self._place(data, target_dir, name or data.name, cid)
-        meta.unlink(missing_ok=True)
-        fsync_path(target_dir)
-        self.on_move(source, INCOMING)
-        self.audit.append("requeued", correlation_id=cid, workflow=workflow, file=display_name(target.name),
-                          was=source, by=by)
-        self.audit.flush_now()
-        return target
+        """Move a finished file back to incoming/ (its workflow's folder), as `name` if that is free: a
+        transaction of agentd.spool.transitions (reviewers' decisions are the other), one at a time."""
+        from agentd.spool import transitions
 
-    def decide_review(self, data: Path, outcome: Outcome, meta: dict[str, Any], decision: dict[str, Any]) -> Path:
-        """A reviewer's decision: its audit line (carrying the new sidecar), then the sidecar, then the move.
-
-        The run keeps its one `outcome` line (review); the decision is the `review_decision` line."""
-        cid, workflow = str(meta.get("correlation_id", "")), meta.get("workflow")
-        target_dir = layout.terminal_dir(self.home, outcome)
-        target_dir.mkdir(parents=True, exist_ok=True)
-        final = free_name(target_dir, data.name, cid, self._reserved)
-        self._reserved.add(final)
-        try:
-            entry = self.audit.append("review_decision", correlation_id=cid, workflow=workflow, **decision,
-                                      outcome=outcome.value, file=final.name, redacted={"sidecar": meta})
-            self.audit.flush_now()
-            meta_path = layout.sidecar_of(final)
-            write_json(meta_path, {**meta, "audit_seq": entry.seq, "audit_hash": entry.hash})
-            fsync_path(meta_path)
-            fsync_path(target_dir)
-            claim = Claim(cid=cid, workflow=str(workflow), original_name=data.name, data=data)
-            final = self._place_final(claim, final)
-        finally:
-            self._reserved.discard(final)
-        fsync_path(target_dir)
-        layout.sidecar_of(data).unlink(missing_ok=True)
-        fsync_path(data.parent)
-        return final
+        with transitions.decision_lock(self.config.state_dir):
+            transitions.recover(self)
+            return transitions.requeue(self, data, workflow, cid, by, name)
 
 
 __all__ = ["Claim", "Store", "KEPT_JOURNALS", "DEFAULT_WORKFLOW", "SIDECAR", "iter_sidecars"]

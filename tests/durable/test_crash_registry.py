@@ -35,8 +35,6 @@ ALLOWED: dict[str, str] = {
     "agentd/spool/noreplace.py:_link_then_unlink": "rename_noreplace's fallback (link, then unlink the old name)",
     "agentd/spool/store.py:Store._place": "the store's one no-replace rename; claim, the final rename, unclaim and "
                                           "recover call it",
-    "agentd/spool/store.py:Store._place_final": "the final rename's body: Store._complete holds before_ and "
-                                                "after_final_rename around it (and Store.decide_review, dead, calls it)",
     # state rewritten whole through a temporary file: a crash leaves the old or the new, never half
     "agentd/audit/anchor.py:AnchorStore.save": "the audit anchor rewritten whole (temp, fsync, rename)",
     "agentd/traces/cursor.py:Cursor.save": "the trace exporter's cursor rewritten whole (temp, fsync, rename)",
@@ -50,9 +48,6 @@ ALLOWED: dict[str, str] = {
     "agentd/spool/store.py:Store.unclaim": "a claim that did no paid work back to incoming/ (rename, fsync, `waiting` "
                                            "line): a kill leaves it in processing/ (resumed) or incoming/ (claimed "
                                            "anew); NO point for the sweep: reported",
-    # dead code: no caller in agentd/ since spool/transitions.py took these moves over (401ccc8)
-    "agentd/spool/store.py:Store.requeue": "dead since spool/transitions.py requeue (no caller): to be removed",
-    "agentd/spool/store.py:Store.decide_review": "dead since spool/transitions.py decide (no caller): to be removed",
 }
 
 
