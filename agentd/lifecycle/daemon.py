@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 import time
@@ -36,6 +37,7 @@ STATUS_EVERY_S = 2.0
 COUNT_INCOMING_S = 1.0
 REVIEW_STATS_S = 2.0
 RETRY_STALLED_S = 5.0
+DISK_TROUBLE = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS)  # a stall for these is not counted
 RUNNING_FILE = "running"  # present while a daemon runs: found at start-up, the last one crashed
 TRACE_DRAIN_S = 2.0
 BUSY_AFTER_S = 1.0  # the loop-lag gauge samples every 25 ms while busy and this long after (then the tick's)
@@ -234,13 +236,22 @@ class Daemon(HealthView):
                 claim = item
             try:
                 await self.services.pipeline.process(claim)
-            except Exception:
-                self.stalled.append(claim)  # it stays in processing/ and is retried
+            except Exception as exc:
+                self._stalled(claim, exc)
                 raise
         finally:
             self.in_flight -= 1
             self.services.metrics.in_flight.set(self.in_flight)
             self.last_progress_at = time.time()
+
+    def _stalled(self, claim: Claim, exc: Exception) -> None:
+        """A run that raised stays in processing/ and is retried. Each stall but a disk's trouble (a full
+        disk waits for space) counts as an interruption, written in the retry's `resumed` line: one that
+        keeps stalling ends in failed/ with crash_loop after AGENTD_MAX_RESUMES, like a crashing one."""
+        if not (isinstance(exc, OSError) and exc.errno in DISK_TROUBLE):
+            claim.crash_resumes += 1
+            claim.resumed = True
+        self.stalled.append(claim)
 
     def _busy(self) -> bool:
         """Runs in flight or waiting, or finished in the last BUSY_AFTER_S."""
