@@ -82,7 +82,8 @@ def lines_backwards(fd: int, end: int) -> Iterator[tuple[int, bytes, bool]]:
 def find_line(logs_dir: Path, seq: int) -> dict | None:
     """The record with this seq, looked for from the end of the newest file back (None: not there).
 
-    Stops at the first record below `seq`: the cost is the lines written after it."""
+    An `audit_gap` line whose lost range holds `seq` is returned for it: the loss was written
+    down already. Stops at the first record below `seq`: the cost is the lines written after it."""
     for path in reversed(audit_files(logs_dir)):
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -93,13 +94,18 @@ def find_line(logs_dir: Path, seq: int) -> dict | None:
                 record = parse_line(raw)
                 if record is None:
                     continue
-                if int(record["seq"]) == seq:
+                if int(record["seq"]) == seq or _declares_lost(record, seq):
                     return record
                 if int(record["seq"]) < seq:
                     return None
         finally:
             os.close(fd)
     return None
+
+
+def _declares_lost(record: dict, seq: int) -> bool:
+    return record.get("event") == "audit_gap" and record.get("lost_from_seq", 0) <= seq <= record.get(
+        "lost_through_seq", -1)
 
 
 def _records(path: Path, seq: int = 0, cutoff: str = "") -> Iterator[dict]:

@@ -358,3 +358,21 @@ def test_a_rewritten_anchored_line_below_newer_lines_is_suspected_at_start_up(tm
     # Then start-up finds the anchored line is not the one it anchored, and audits it
     assert any("seq 6 is not the line the anchor had seen" in p for p in reopened.suspect)
     assert [r["event"] for r in iter_records(reopened.dir)][-1] == "audit_tamper_suspected"
+
+
+def test_a_gap_written_before_a_crash_is_not_reported_again_at_the_next_start(tmp_path: Path) -> None:
+    # Given a cut tail, found and written down by one start, whose anchor never moved past it (a kill)
+    log = _log(tmp_path, lines=6)
+    log.close()
+    log.path.write_text("".join(_lines(log.path)[:-2]))
+    anchor = log.dir / "audit.anchor.json"
+    stale = anchor.read_bytes()
+    first = AuditLog(log.dir).open()
+    first.close()
+    anchor.write_bytes(stale)
+    # When agentd starts again
+    again = AuditLog(log.dir).open()
+    # Then the gap stays the one line that says so, and nothing new is suspected
+    assert again.suspect == []
+    assert [r["event"] for r in iter_records(log.dir)].count("audit_gap") == 1
+    assert [r["event"] for r in iter_records(log.dir)].count("audit_tamper_suspected") == 0
