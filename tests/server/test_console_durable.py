@@ -91,6 +91,23 @@ def test_a_console_approve_killed_at_any_step_ends_once_after_the_restart_and_bo
     assert verified.returncode == 0, verified.stdout
 
 
+def test_a_decision_the_cli_left_half_done_is_finished_before_the_console_shows_the_queue(
+        home: Path, daemon: Callable[..., AgentdProcess]) -> None:
+    review_item(home, "invoice.txt", CID)
+    proc = daemon(**CONSOLE_ENV)
+    killed = cli(home, "review", "reject", CID, AGENTD_CRASH_AT="review_after_rename")
+    assert killed.returncode == -9 and names(home, "review") == ["invoice.txt.meta.json"]  # an orphan, for now
+    alice = Browser(proc).login(TOKENS["alice"])
+
+    status, _, page = alice.send("GET", "/review")
+
+    assert status == 200 and "invoice.txt" not in page and names(home, "review") == []
+    assert names(home, "failed") == ["invoice.txt", "invoice.txt.meta.json"]
+    status, _, page = alice.send("GET", f"/review/{CID[:8]}")
+    assert status == 409 and "already decided by" in page
+    assert len(audit_events(home, "review_decision")) == 1
+
+
 def test_a_rotated_reviewer_token_ends_the_sessions_it_made(home: Path) -> None:
     env_file = home.parent / "agentd.env"
     env_file.write_text("REVIEWER_TOKENS=alice:alice-token-old1\n")

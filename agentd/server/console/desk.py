@@ -17,6 +17,7 @@ from agentd.audit import AuditLog, open_for
 from agentd.audit.redact import Redactor
 from agentd.durable.group import GroupSync
 from agentd.server import review
+from agentd.spool import transitions
 from agentd.spool.deferred import Deferrals
 from agentd.spool.store import Store
 
@@ -50,6 +51,11 @@ class Desk:
             self._log = open_for(config, Redactor(config.secrets), sync)
             self._store = Store(config, self._log, sync, Deferrals(config.state_dir))
         return self._store
+
+    async def settle(self) -> None:
+        """Finish what a killed process (the CLI) left half-done, before a page shows review/."""
+        if transitions.pending(self.config().state_dir):
+            await self.run(transitions.recover_now)
 
     async def decide(self, sidecar: Path, meta: dict[str, Any], approve: bool, choice: int | None, note: str,
                      by: str, edits: dict[str, Any], schema: dict[str, Any] | None) -> Path:

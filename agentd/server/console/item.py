@@ -23,9 +23,10 @@ IDENT = r"{ident:[0-9a-fA-F]{6,32}}"
 async def _find(request: web.Request) -> tuple[Path, dict[str, Any]]:
     """The item (looked for in a thread: it reads review/'s sidecars), or an HTTP answer: 404
     unknown, 409 already decided."""
-    config = console_of(request).config()
+    console = console_of(request)
+    await console.desk.settle()
     try:
-        return await asyncio.to_thread(review.find, config.home, request.match_info["ident"])
+        return await asyncio.to_thread(review.find, console.config().home, request.match_info["ident"])
     except review.AlreadyDecided as exc:
         raise _answer(request, 409, "Already decided", str(exc)) from None
     except review.ReviewError as exc:

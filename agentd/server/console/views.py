@@ -60,6 +60,7 @@ async def queue_page(request: web.Request, session: Session) -> web.StreamRespon
     console = console_of(request)
     config, now = console.config(), console.clock()
     workflow, reason = request.query.get("workflow", ""), request.query.get("reason", "")
+    await console.desk.settle()
     everything = await asyncio.to_thread(queue.rows, config.home, config.review_sla_s, now)
     shown = [r for r in everything if (not workflow or r.workflow == workflow) and (not reason or r.reason == reason)]
     held = console.leases.held(now)
