@@ -6,15 +6,15 @@ import fcntl
 import hashlib
 import os
 import time
-from itertools import chain
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import structlog
 
 from agentd.audit.anchor import ANCHOR, AnchorError, AnchorStore, signature_problem
-from agentd.audit.chain import CURRENT, GENESIS, Entry, canonical, intact, iso_of, parse_line
-from agentd.audit.files import find_line, first_record, last_record, last_record_of, lines_backwards, rotated_files
+from agentd.audit.chain import CURRENT, GENESIS, Entry, canonical, iso_of
+from agentd.audit.files import first_record, last_record_of
+from agentd.audit.head import last_of_rotated, lost_lines, read_tail
 from agentd.audit.redact import Redactor
 from agentd.durable.group import GroupSync
 
@@ -99,44 +99,18 @@ class AuditLog:
         return _Flock(self)
 
     def _repair_tail(self) -> dict | None:
-        """Drop a torn (unterminated) last line, a crash mid-write, and nothing else.
-
-        A complete last line that does not parse or match its hash was written whole and
-        changed since: it is kept (the evidence) and reported as suspected tampering. The
-        file is read backwards only as far as its last parseable line, however long.
-        """
+        """Drop a torn (unterminated) last line, a crash mid-write, and nothing else (see head.read_tail)."""
         size = os.fstat(self._fd).st_size  # type: ignore[arg-type]
-        lines = lines_backwards(self._fd, size)  # type: ignore[arg-type]
-        first = next(lines, None)
-        torn = first[1] if first is not None and not first[2] else b""
-        keep = first[0] if torn else size
-        self._size = keep
-        complete = (raw for _, raw, _ in (lines if torn or first is None else chain([first], lines)))
-        self.last = self._last_entry(complete)
-        if not torn:
+        tail = read_tail(self._fd, size, self.dir)  # type: ignore[arg-type]
+        self._size, self.last = tail.keep, tail.last
+        if tail.problem:
+            self.suspect.append(tail.problem)
+        if not tail.torn:
             return None
-        os.ftruncate(self._fd, keep)  # type: ignore[arg-type]
+        os.ftruncate(self._fd, tail.keep)  # type: ignore[arg-type]
         os.fsync(self._fd)  # type: ignore[arg-type]
-        preview = torn[:120].decode("utf-8", "backslashreplace")
-        return {"dropped_bytes": size - keep, "dropped_preview": preview}
-
-    def _last_entry(self, lines: Iterator[bytes]) -> Entry:
-        """The head: the last complete line (kept and reported when edited), else the last that parses."""
-        last = next(lines, None)
-        if last is None:
-            return self._last_of_rotated()
-        record = parse_line(last)
-        if not intact(record):
-            self.suspect.append(f"the last complete line of {CURRENT} does not match its hash "
-                                "(edited after it was written); kept as it is")
-        if record is None:
-            record = next((r for r in map(parse_line, lines) if r is not None), None)
-        return Entry(int(record["seq"]), str(record["hash"])) if record else self._last_of_rotated()
-
-    def _last_of_rotated(self) -> Entry:
-        rotated = rotated_files(self.dir)
-        last = last_record(rotated[-1]) if rotated else None
-        return Entry(int(last["seq"]), last["hash"]) if last else Entry(0, GENESIS)
+        preview = tail.torn[:120].decode("utf-8", "backslashreplace")
+        return {"dropped_bytes": size - tail.keep, "dropped_preview": preview}
 
     def _check_anchor(self) -> int | None:
         """Create a missing anchor (returns the seq it starts covering) or take its head as expected."""
@@ -267,38 +241,20 @@ class AuditLog:
         size = self._hold_current().st_size  # a file opened anew has _size -1: read again
         if size != self._size:
             record = last_record_of(self._fd, size)  # type: ignore[arg-type]
-            self.last = Entry(int(record["seq"]), record["hash"]) if record else self._last_of_rotated()
+            self.last = Entry(int(record["seq"]), record["hash"]) if record else last_of_rotated(self.dir)
             self._size = size
         return self._gap_lines(expected, "the anchor" if anchored else "this writer")
 
     def _gap_lines(self, expected: Entry, knower: str) -> list[dict[str, Any]]:
-        """What to write when the files no longer hold `expected` (the anchor's head, or our last line).
-
-        Lines cut off (the head found below `expected`): an `audit_gap` line chained to the line
-        the file now ends with (`prev`) but numbered after `expected`, so no seq is ever used
-        twice and verify names the lost range. The line at `expected.seq` changed: suspected tampering.
-        """
-        found, problem = self.last, None
-        if found.seq < expected.seq:
-            problem = (f"the log ended at seq {found.seq} but {knower} had seen it reach seq {expected.seq}: "
-                       f"lines {found.seq + 1} to {expected.seq} were removed (the tail cut, or the file replaced)")
-            self.suspect.append(problem)
-            self.last = Entry(expected.seq, found.hash)
-            return [self._record("audit_gap", {
-                "after_seq": found.seq, "lost_from_seq": found.seq + 1, "lost_through_seq": expected.seq,
-                "expected_hash": expected.hash, "problem": problem}, None)]
-        if found.seq == expected.seq:
-            changed = found.hash != expected.hash
-        else:
-            line = find_line(self.dir, expected.seq) if expected.seq else None
-            declared = line is not None and line.get("event") == "audit_gap" and line["seq"] != expected.seq
-            changed = expected.seq > 0 and not declared and (line is None or line["hash"] != expected.hash)
-        if not changed:
+        """The line to write first when the files no longer hold `expected` (see head.lost_lines)."""
+        lost = lost_lines(self.last, expected, knower, self.dir)
+        if lost is None:
             return []
-        problem = (f"seq {expected.seq} is not the line {knower} had seen as seq {expected.seq} "
-                   "(rewritten, or the file replaced)")
-        self.suspect.append(problem)
-        return [self._record("audit_tamper_suspected", {"problem": problem}, None)]
+        event, fields = lost
+        self.suspect.append(fields["problem"])
+        if event == "audit_gap":
+            self.last = Entry(expected.seq, self.last.hash)  # chained to what is there, numbered after the lost
+        return [self._record(event, fields, None)]
 
     def _rotate(self) -> None:
         first = first_record(self.path)
