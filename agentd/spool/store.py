@@ -149,7 +149,13 @@ class Store:
 
     # -- recovery ---------------------------------------------------------------------
     def recover(self, clean_shutdown: bool) -> list[Claim]:
-        """Claims left in processing/ by a crash or a drain deadline, oldest first; leftovers cleaned up."""
+        """Claims left in processing/ by a crash or a drain deadline, oldest first; leftovers cleaned up.
+
+        First a review decision or requeue that a killed process (the CLI, or this daemon's console)
+        left half-done is finished as its record says (agentd.spool.transitions)."""
+        from agentd.spool import transitions
+
+        transitions.recover_now(self)
         claims, journals = [], set()
         for entry in os.scandir(self.processing):
             path = Path(entry.path)
