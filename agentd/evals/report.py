@@ -18,14 +18,14 @@ def _short(value: Any, width: int = 60) -> str:
 
 
 def estimate_lines(report: dict[str, Any]) -> list[str]:
-    rows = [(f["path"], f["calls"], f["tokens"]["input"], f["tokens"]["output"], f"{f['max_cost_usd']:.6f}",
-             f"{f['worst_case_usd']:.6f}", "REFUSED" if f["refused_by_max_cost_per_run"] else "ok")
+    rows = [(f["path"], f["calls"], f["tokens"]["input"], f["tokens"]["output"], f"{f['first_try_usd']:.6f}",
+             f"{f['max_cost_usd']:.6f}", "REFUSED" if f["refused_by_max_cost_per_run"] else "ok")
             for f in report["files"]]
     total = report["total"]
     rows.append(("total", total["calls"], sum(f["tokens"]["input"] for f in report["files"]),
-                 sum(f["tokens"]["output"] for f in report["files"]), f"{total['max_cost_usd']:.6f}",
-                 f"{total['worst_case_usd']:.6f}", f"{total['refused']} refused"))
-    lines = table(("file", "calls", "tokens in", "tokens out", "max USD", "worst USD", "MAX_COST_PER_RUN"),
+                 sum(f["tokens"]["output"] for f in report["files"]), f"{total['first_try_usd']:.6f}",
+                 f"{total['max_cost_usd']:.6f}", f"{total['refused']} refused"))
+    lines = table(("file", "calls", "tokens in", "tokens out", "first try USD", "max USD", "MAX_COST_PER_RUN"),
                   rows, right=(1, 2, 3, 4, 5))
     lines.append(f"workflow {report['workflow']}, models {', '.join(report['models'])}, "
                  f"input tokens counted with {report['tokenizer']}")
