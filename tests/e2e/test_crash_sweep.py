@@ -34,17 +34,36 @@ def _visible(home: Path) -> set[tuple[str, str]]:
     return {(folder, p.name) for folder, paths in terminal_files(home).items() for p in paths}
 
 
+def _claims(home: Path) -> set[str]:
+    """The correlation ids of the claims in processing/."""
+    return {entry.name.split(".", 1)[0] for entry in (home / "processing").iterdir() if not entry.name.startswith(".")}
+
+
 def _recoverable(home: Path) -> set[tuple[str, str]]:
     """Where the claims in processing/ whose outcome line is logged must end: (folder, name)."""
-    claims = {entry.name.split(".", 1)[0] for entry in (home / "processing").iterdir() if not entry.name.startswith(".")}
+    claims = _claims(home)
     return {(FOLDER_OF[e["outcome"]], e["file"]) for e in audit_events(home, "outcome") if e["correlation_id"] in claims}
+
+
+def _looked_at(home: Path, claims: set[str], starts: int) -> bool:
+    """This life resumed every undecided claim left in processing/, and one of them (if any) says it is
+    held: a `paused` step or a `waiting` line since its start (a decided claim is ended, not resumed)."""
+    events = audit_events(home)
+    began = [i for i, e in enumerate(events) if e["event"] == "startup"][starts:]
+    if not began:
+        return False
+    since = events[began[0]:]
+    resumed = {e.get("correlation_id") for e in since if e["event"] == "resumed"}
+    decided = {e["correlation_id"] for e in events if e["event"] == "outcome"}
+    held = any(e["event"] == "waiting" or (e["event"] == "step" and e.get("status") == "paused") for e in since)
+    return resumed >= claims - decided and (held or claims <= decided)
 
 
 def _held_by_the_switch(case: Case, scenario: Scenario, env: dict[str, str], checks: Checks) -> AgentdProcess:
     """Restart with the kill switch on: runs decided before the crash finish, nothing else moves, no
     model or tool call is made; then the switch goes off."""
     home = case.home
-    visible, calls, recoverable = _visible(home), scenario.calls(case), _recoverable(home)
+    visible, calls, recoverable, claims = _visible(home), scenario.calls(case), _recoverable(home), _claims(home)
     assert cli(home, "kill-switch", "on", "--reason", "crash sweep").returncode == 0
     starts = len(audit_events(home, "startup"))
     agent = case.daemon(**env)
@@ -52,6 +71,8 @@ def _held_by_the_switch(case: Case, scenario: Scenario, env: dict[str, str], che
     wait_until(lambda: len(audit_events(home, "startup")) > starts and agent.health()["status"] == "degraded",
                message="the restarted daemon degraded by the kill switch")
     wait_until(lambda: _visible(home) >= recoverable, timeout=SETTLE_S, message="runs decided before the crash ended")
+    wait_until(lambda: _looked_at(home, claims, starts), timeout=SETTLE_S,
+               message="every recovered run resumed, and the undecided ones paused by the switch")
     # a reviewer's decision is no run's work: the switch does not hold its recovery
     decisions = {(folder, name) for sub, name in visible if sub == "review" for folder in ("archive", "failed")}
     allowed = visible | recoverable | decisions
@@ -97,6 +118,6 @@ def test_a_kill_at_each_crash_point_keeps_every_promise(
     # Then each file is in one place with its own sidecar, decided once, paid once, within the caps
     found = check_places(checks, home, case.dropped)
     check_audit(checks, home, found, before)
-    check_caps(checks, home, found, case.lives)
+    check_caps(checks, home, found, case.lives, before)
     scenario.check(checks, case, found, before)
     TALLY.failed.remove(f"{point}/{restart}")

@@ -32,17 +32,48 @@ class Checks:
         assert ok, f"{self.case}: {what}" + (f": {detail}" if detail != "" else "")
 
 
+def journals(home: Path) -> dict[str, list[dict[str, Any]]]:
+    """The entries of every run's journal in processing/ (.<cid>.journal.jsonl), read as the test's own
+    oracle (not through agentd's reader): cid -> entries; a torn last line is skipped."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted((home / "processing").glob(".*.journal.jsonl")):
+        entries = found.setdefault(path.name[1:].split(".", 1)[0], [])
+        for line in path.read_bytes().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # the kill cut it
+            if isinstance(entry, dict):
+                entries.append(entry)
+    return found
+
+
+def unanswered_model_intents(home: Path) -> dict[str, float]:
+    """cid -> the worst case of its model intents with neither a meter (`call`) nor a `void`."""
+    found = {}
+    for cid, entries in journals(home).items():
+        resolved = {str(e.get("intent")) for e in entries if e.get("type") in ("call", "void")}
+        worst = sum(float(e.get("worst_usd") or 0) for e in entries
+                    if e.get("type") == "intent" and str(e.get("id")) not in resolved)
+        if worst:
+            found[cid] = worst
+    return found
+
+
 @dataclass
 class Decided:
-    """What the audit log had decided when the process died: cid -> the folder its line names."""
+    """What was on disk when the process died: cid -> the folder its outcome (or review decision) line
+    names, and cid -> the worst case of the model calls it had in flight (intents with no answer)."""
 
     outcomes: dict[str, str] = field(default_factory=dict)
     reviews: dict[str, str] = field(default_factory=dict)
+    unanswered: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def read(cls, home: Path) -> "Decided":
         return cls({e["correlation_id"]: FOLDER_OF[e["outcome"]] for e in audit_events(home, "outcome")},
-                   {e["correlation_id"]: FOLDER_OF[e["outcome"]] for e in audit_events(home, "review_decision")})
+                   {e["correlation_id"]: FOLDER_OF[e["outcome"]] for e in audit_events(home, "review_decision")},
+                   unanswered_model_intents(home))
 
     def folder_of(self, cid: str) -> str | None:
         return self.reviews.get(cid) or self.outcomes.get(cid)
@@ -114,8 +145,14 @@ def check_audit(checks: Checks, home: Path, found: dict[str, tuple[str, dict]], 
     checks.that(verified.returncode == 0, "agentd audit verify exits 0", verified.stdout[-1500:])
 
 
-def check_caps(checks: Checks, home: Path, found: dict[str, tuple[str, dict]], caps: list[dict[str, str]]) -> None:
-    """Run spend (sidecar cost_usd) and day spend (agentd status / costs) within the caps of every life."""
+def check_caps(checks: Checks, home: Path, found: dict[str, tuple[str, dict]], caps: list[dict[str, str]],
+               before: Decided) -> None:
+    """Run spend (sidecar cost_usd) and day spend (agentd status / costs) within the caps of every life,
+    a call the kill left unanswered charged to its run at its worst case."""
+    cost_of = {meta["correlation_id"]: float(meta.get("cost_usd") or 0) for _, meta in found.values()}
+    for cid, worst in before.unanswered.items():
+        checks.that(cost_of.get(cid, 0.0) + 1e-9 >= worst, "a model call the kill left unanswered is charged to its "
+                    "run at its worst case", (cid, cost_of.get(cid), worst))
     per_run = min(float(c.get("MAX_COST_PER_RUN", "0.50")) for c in caps)
     daily = min((float(c["DAILY_BUDGET_USD"]) for c in caps if float(c.get("DAILY_BUDGET_USD", 0))), default=0.0)
     for original, (_, meta) in found.items():

@@ -15,11 +15,12 @@ import http.client
 import re
 import subprocess
 import urllib.parse
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from tests.e2e.sweep.invariants import Checks, Decided
+from tests.e2e.sweep.invariants import Checks, Decided, journals
 from tests.fakellm import FakeLLM, Seen, answer, tool_call
 from tests.helpers import AgentdProcess, cli, sidecar_for, terminal_files, wait_until
 from tests.tools.webhook import Webhook
@@ -97,9 +98,13 @@ class Scenario:
     def check(self, checks: Checks, case: Case, found: dict[str, tuple[str, dict]], before: Decided) -> None:
         """No paid call repeated: the server saw each run's calls once; a reused result cost none."""
         runs = [meta for _, meta in found.values() if not meta.get("duplicate_of")]
-        checks.that(case.llm.count() == self.calls_per_run * len(runs),
-                    "the model's server saw each run's paid calls once", (case.llm.count(), len(runs)))
+        capped = [meta for meta in runs if meta.get("error_class") == "budget"]  # stopped by a cap: fewer calls
+        seen = case.llm.count()
+        checks.that(self.calls_per_run * (len(runs) - len(capped)) <= seen <= self.calls_per_run * len(runs),
+                    "the model's server saw each run's paid calls once", (seen, len(runs), len(capped)))
         for _, meta in found.values() if self.calls_per_run else ():
+            if meta in capped:
+                continue
             want = 0 if meta.get("duplicate_of") else self.calls_per_run
             # an intent the kill left unanswered counts as a call (charged at its worst case), once
             checks.that(want <= (meta.get("llm_calls") or 0) <= want + (want > 0),
@@ -122,7 +127,9 @@ class Model(Scenario):
     name = "model"
     calls_per_run = 1
     caps = {"MAX_COST_PER_RUN": "0.02", "DAILY_BUDGET_USD": "0.10"}
-    stricter = {"MAX_COST_PER_RUN": "0.015", "DAILY_BUDGET_USD": "0.08"}
+    # one call's worst case (~$0.004 here) fits the run cap, two do not: a run whose call the kill left
+    # unanswered (charged at its worst case) cannot afford to ask again and fails for its budget
+    stricter = {"MAX_COST_PER_RUN": "0.006", "DAILY_BUDGET_USD": "0.08"}
 
     def provoke(self, case: Case) -> tuple[int | None, str]:
         case.drop("letter.txt", LETTER)
@@ -152,20 +159,39 @@ class Tool(Model):
     def provoke(self, case: Case) -> tuple[int | None, str]:
         case.drop("boiler.txt", BOILER, folder="agent")
         case.drop("boiler-copy.txt", BOILER, folder="agent")
-        return first_life(case, {**self.env(case), **self.caps})
+        died = first_life(case, {**self.env(case), **self.caps})
+        case.notes["sent"] = Counter(d.headers.get("Idempotency-Key") for d in case.hook.deliveries)
+        case.notes["open"] = open_tool_intents(case.home)
+        return died
 
     def restart_env(self, case: Case) -> dict[str, str]:
         return {**self.env(case), **self.stricter, "AGENTD_REVIEW_CONFIDENCE": "0.95"}
 
     def check(self, checks: Checks, case: Case, found: dict[str, tuple[str, dict]], before: Decided) -> None:
         super().check(checks, case, found, before)
-        keys = [d.headers.get("Idempotency-Key") for d in case.hook.deliveries]
+        keys = Counter(d.headers.get("Idempotency-Key") for d in case.hook.deliveries)
         runs = [meta for _, meta in found.values() if not meta.get("duplicate_of")]
-        # a side effect whose result was not journaled is sent again, with the same key only
-        checks.that(len(set(keys)) == len(runs), "one notification per run at the webhook (by key)", keys)
+        checks.that(len(keys) == len(runs), "one notification per run at the webhook (by key)", keys)
         checks.that(all(k and k.startswith(tuple(m["correlation_id"] for m in runs)) for k in keys),
                     "every delivery carries its run's idempotency key", keys)
-        checks.that(len(keys) <= 2 * len(runs), "a notification is resent at most once, after a kill", keys)
+        # sent again only when the kill came between its intent and its result, with the same key, once
+        resent = {k: n for k, n in keys.items() if n > 1}
+        allowed = {k: 2 for k in case.notes["open"] if case.notes["sent"][k] == 1}
+        checks.that(resent.items() <= allowed.items(), "no side effect repeated after its result was journaled",
+                    (resent, case.notes["open"], dict(case.notes["sent"])))
+
+
+def open_tool_intents(home: Path) -> set[str]:
+    """Idempotency keys whose intent is in a run's journal in processing/ with no result (nor void)."""
+    intents, results = set(), set()
+    for entries in journals(home).values():
+        for entry in entries:
+            value = entry.get("value") if isinstance(entry.get("value"), dict) else {}
+            if str(entry.get("key", "")).startswith("intent:") and not value.get("void"):
+                intents.add(str(value.get("key")))
+            elif str(entry.get("key", "")).startswith("tool:"):
+                results.add(str(value.get("key")))
+    return intents - results
 
 
 def _into_review(case: Case, **env: str) -> None:
