@@ -41,6 +41,8 @@ class ModelCall:
     worst_usd: Decimal = Decimal(0)
     tokens_bound: int = 0  # the input tokens the reservation assumed
     reservation: Any = None
+    intent: str = ""  # its intent in the run's memo (a paid call's, written before the request left)
+    sent: bool = False  # the request left (False: refused after its reservation, nothing to meter)
     started: float = field(default_factory=time.monotonic)
     started_at: str = ""
     response: "LLMResponse | None" = None
@@ -106,17 +108,23 @@ class Guard:
         """One request is about to go to a model."""
 
     def after_model_call(self, call: ModelCall) -> None:
-        """One request to a model ended (answered, failed, timed out or cancelled)."""
+        """One request to a model ended (answered, failed, timed out or cancelled), or never left (not sent)."""
+
+    def before_model_send(self, call: ModelCall) -> None:
+        """The request leaves now: its reservation held, its intent durable (a last look at the gate)."""
 
     def before_tool_call(self, call: ToolCall) -> None:
         """A tool call is about to run."""
+
+    def before_tool_effect(self, call: ToolCall) -> None:
+        """The tool acts now, after its waits (rate limit, the intent's fsync): a last look at the gate."""
 
     def after_tool_call(self, call: ToolCall) -> None:
         """A tool call ended."""
 
 
 HOOKS = tuple(f"{when}_{what}" for what in ("run", "step", "ask", "model_call", "tool_call")
-              for when in ("before", "after"))
+              for when in ("before", "after")) + ("before_model_send", "before_tool_effect")
 
 
 class Guards:

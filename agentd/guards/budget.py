@@ -4,6 +4,14 @@ The day is explicit: a reservation belongs to the UTC day its call started, its 
 releases exactly what it reserved from that day, and the call's cost is spent on that
 day. A call whose real cost is unknown (timeout, cancelled, dropped, no usage) is
 settled at its reservation: a provider may bill it.
+
+Across a crash: a paid call's intent is in its run's journal before the request leaves. An
+intent with no meter (the process died with the request out) is held against its day at
+start-up (`load(unanswered=...)`, a reservation: spend.json never includes it) and charged at
+its worst case when its run resumes (`charge_unanswered`: an llm_call line with status
+`unanswered`, then the run's meter). An intent whose llm_call line the audit log already has
+is not held again, so a call is counted once: at its real cost if it was metered, else at
+its worst case.
 """
 from __future__ import annotations
 
@@ -13,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
 
 from agentd import logs
 from agentd.audit import iter_records_since
@@ -59,6 +67,8 @@ class Budget:
     dirty: bool = False
     _runs: dict[str, _Run] = field(default_factory=dict)
     _min_refused: dict[str, Decimal] = field(default_factory=dict)
+    _recovered: dict[tuple[str, str], Reservation] = field(default_factory=dict)  # (cid, intent) held at load
+    _audited: set[tuple[str, str]] = field(default_factory=set)  # unanswered intents the audit log has charged
 
     @property
     def path(self) -> Path:
@@ -76,8 +86,24 @@ class Budget:
     def reserved_today(self) -> Decimal:
         return self.reserved.get(self.day, ZERO)
 
-    def load(self, logs_dir: Path | None = None) -> "Budget":
-        """Today's spend: the saved file, plus paid calls audited after it was saved."""
+    def load(self, logs_dir: Path | None = None,
+             unanswered: Iterable[tuple[str, Mapping[str, Any]]] = ()) -> "Budget":
+        """Today's spend: the saved file, plus paid calls audited after it was saved; and held at their
+        worst case, the `unanswered` model intents ((cid, intent) of runs a crash interrupted)."""
+        audited = self._load_spend(logs_dir)
+        for cid, intent in unanswered:
+            key = (cid, str(intent.get("id")))
+            if key in audited:
+                self._audited.add(key)  # metered before the crash, or charged by a resume that died after
+                continue
+            held = Reservation(cid, Decimal(str(intent.get("worst_usd", "0"))), str(intent.get("day") or self.day))
+            self._recovered[key] = held
+            self.reserved[held.day] = self.reserved.get(held.day, ZERO) + held.amount
+        return self
+
+    def _load_spend(self, logs_dir: Path | None) -> set[tuple[str, str]]:
+        """spend.json and the llm_call lines after it; the (cid, intent) of those lines."""
+        audited: set[tuple[str, str]] = set()
         today = self.day
         try:
             saved = json.loads(self.path.read_text())
@@ -90,11 +116,33 @@ class Budget:
             saved_seq = int(saved.get("audit_seq", 0))
         if logs_dir is not None:
             for record in iter_records_since(logs_dir, ts=f"{today}T00:00:00.000Z", seq=saved_seq):
+                if record.get("event") != "llm_call":
+                    continue
+                if record.get("intent"):
+                    audited.add((str(record.get("correlation_id")), str(record["intent"])))
                 started = str(record.get("started_at") or record.get("ts", ""))
-                if record.get("event") == "llm_call" and started[:10] == today:
+                if started[:10] == today:
                     self.spent[today] = self.spent.get(today, ZERO) + Decimal(str(record.get("cost_usd", 0)))
                     self.dirty = True
-        return self
+        return audited
+
+    def charge_unanswered(self, cid: str, intent: str, worst_usd: Decimal, day: str) -> bool:
+        """A model intent its run found unanswered: spent at its worst case, on its day and by its run, once.
+
+        True when the audit log already has its llm_call line (no second line is written)."""
+        key = (cid, intent)
+        run = self._runs.get(cid)
+        if run is not None:
+            run.spent += worst_usd
+        if key in self._audited:
+            self._audited.discard(key)
+            return True
+        held = self._recovered.pop(key, None)
+        if held is not None:
+            self.reserved[held.day] = self.reserved.get(held.day, ZERO) - held.amount
+        self.spent[day] = self.spent.get(day, ZERO) + worst_usd
+        self.dirty = True
+        return False
 
     def start_run(self, cid: str, spent: Decimal = ZERO) -> None:
         """Begin tracking a run; `spent` is what it already cost before a restart."""
@@ -197,8 +245,26 @@ class BudgetGuard(Guard):
             return "daily_budget_exhausted"
         return None
 
-    def before_run(self, run: object) -> None:
-        self.budget.start_run(getattr(run, "cid"), getattr(run, "cost_usd"))
+    def before_run(self, run: Any) -> None:
+        for intent in run.journal.unanswered():
+            self._charge_unanswered(run, intent)
+        self.budget.start_run(run.cid, run.cost_usd)
+
+    def _charge_unanswered(self, run: Any, intent: Mapping[str, Any]) -> None:
+        """A request that was out when the process died: billed or not, it counts at its worst case."""
+        worst = Decimal(str(intent.get("worst_usd", "0")))
+        day = str(intent.get("day") or self.budget.day)
+        audited = self.budget.charge_unanswered(run.cid, str(intent["id"]), worst, day)
+        fields = dict(provider=intent.get("provider"), model=intent.get("model"),
+                      tokens_in=int(intent.get("tokens_in", 0)), tokens_out=int(intent.get("tokens_out", 0)),
+                      attempt=intent.get("attempt"), status="unanswered")
+        if not audited:  # the audit line first, then the meter that resolves the intent
+            self.audit.append("llm_call", correlation_id=run.cid, workflow=run.workflow, step=intent.get("step"),
+                              started_at=intent.get("at"), cost_known=False, intent=intent["id"], cost_usd=worst,
+                              run_cost_usd=run.cost_usd + worst, **fields)
+        run.journal.note_call(precious=True, intent=intent["id"], cost_usd=str(worst), **fields)
+        log.warning("llm_call_unanswered", intent=intent["id"], model=intent.get("model"), cost_usd=float(worst),
+                    note="the request was out when agentd stopped: counted at its reservation")
 
     def after_run(self, run: object, decision: object) -> None:
         self.budget.end_run(getattr(run, "cid"))
@@ -217,3 +283,6 @@ class BudgetGuard(Guard):
     def before_tool_call(self, call: ToolCall) -> None:
         if self.budget.daily_exhausted():
             raise Paused("daily_budget_exhausted")
+
+    def before_tool_effect(self, call: ToolCall) -> None:
+        self.before_tool_call(call)  # the day may have run out during the tool's waits

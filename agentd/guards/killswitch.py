@@ -2,7 +2,9 @@
 
 Whoever changes it (the CLI, the admin endpoint) writes the audit event; the daemon re-reads
 the file before every claim and /health answer, and on every tick (a quarter of a second while
-runs are in flight), and stops starting model and tool calls.
+runs are in flight), and stops starting model and tool calls: before a call, and again after
+its waits, right before the request leaves or the tool acts. A file that cannot be read or does
+not hold a JSON object counts as engaged, with the reason saying so.
 """
 from __future__ import annotations
 
@@ -12,12 +14,15 @@ import os
 from pathlib import Path
 from typing import Any
 
+from agentd import logs
 from agentd.audit import AuditLog, utcnow_iso
 from agentd.durable.group import fsync_path, write_json
 from agentd.errors import Paused
 from agentd.guards.base import Guard, Kind, ModelCall, ToolCall
+from agentd.spool.layout import iso_utc
 
 FILE = "kill_switch.json"
+log = logs.get("agentd.kill_switch")
 
 
 class KillSwitch:
@@ -42,10 +47,7 @@ class KillSwitch:
             return False
         self._stamp = stamp
         before = self.engaged
-        try:
-            self.state = json.loads(self.path.read_text()) if stamp else {"engaged": False}
-        except (OSError, ValueError):
-            self.state = {"engaged": True, "reason": "kill switch file unreadable: failing safe"}
+        self.state = _read(self.path) if stamp else {"engaged": False}
         return before != self.engaged
 
     def set(self, engaged: bool, audit: AuditLog, reason: str = "", by: str | None = None) -> dict[str, Any]:
@@ -59,6 +61,26 @@ class KillSwitch:
         audit.flush_now()
         self.refresh()
         return self.state
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """The file's state; one that cannot be read, or is not a JSON object, counts as ENGAGED (failing safe)."""
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        return _failing_safe(path, f"kill switch file unreadable ({exc.__class__.__name__})")
+    if not isinstance(state, dict):
+        return _failing_safe(path, f"kill switch file holds a JSON {type(state).__name__}, not an object")
+    return state
+
+
+def _failing_safe(path: Path, why: str) -> dict[str, Any]:
+    try:
+        since = iso_utc(path.stat().st_mtime)
+    except OSError:
+        since = utcnow_iso()
+    log.error("kill_switch_file_malformed", path=str(path), reason=f"{why}: failing safe")
+    return {"engaged": True, "reason": f"{why}: failing safe", "by": str(path), "at": since}
 
 
 def _who() -> str:
@@ -87,5 +109,11 @@ class KillSwitchGuard(Guard):
     def before_model_call(self, call: ModelCall) -> None:
         self._stop()
 
+    def before_model_send(self, call: ModelCall) -> None:
+        self._stop()  # engaged while the intent was fsynced
+
     def before_tool_call(self, call: ToolCall) -> None:
         self._stop()
+
+    def before_tool_effect(self, call: ToolCall) -> None:
+        self._stop()  # engaged during the rate-limit wait or the intent's fsync

@@ -1,4 +1,4 @@
-"""Metering: every model call's tokens, cost and latency into the run's journal, the audit log and /metrics."""
+"""Metering: every model call's tokens, cost and latency into the run's memo (journal), the audit log and /metrics."""
 from __future__ import annotations
 
 from collections import deque
@@ -27,16 +27,26 @@ class MeteringGuard(Guard):
 
     def after_model_call(self, call: ModelCall) -> None:
         run = call.run
+        if not call.sent:  # refused after its intent was written: nothing left, nothing to meter
+            if call.intent:
+                run.memo.void(call.intent)
+            return
         fields = dict(provider=call.provider, model=call.model, tokens_in=call.tokens_in, tokens_out=call.tokens_out,
                       cost_usd=call.cost_usd, run_cost_usd=self.run_spent(run.cid),
                       latency_ms=round(call.latency_s * 1000, 1), attempt=call.attempt, status=call.status)
+        # the audit line first (the day's record), then the run's meter that resolves the intent: a crash
+        # between them leaves an intent the audit log already charged (agentd.guards.budget reads both)
+        line = dict(correlation_id=run.cid, workflow=run.workflow, step=run.step, started_at=call.started_at or None,
+                    cost_known=None if call.cost_known else False, intent=call.intent or None, **fields, **call.detail)
+        try:
+            self.audit.append("llm_call", **line)
+        except OSError as exc:  # a full disk: the line waits in memory for the next append; the answer goes on
+            self.audit.stage("llm_call", **line)  # to be kept by the run (its memo raises the disk error then)
+            log.error("llm_call_not_audited_yet", error=f"{exc.__class__.__name__}: {exc}")
         # a call that answered or may have cost money must never be repeated; a refused one may be
         precious = call.provider != "offline" and (call.status == "ok" or call.cost_usd > 0)
-        run.journal.note_call(precious=precious,
-                              **{k: (str(v) if isinstance(v, Decimal) else v) for k, v in fields.items()})
-        self.audit.append("llm_call", correlation_id=run.cid, workflow=run.workflow, step=run.step,
-                          started_at=call.started_at or None, cost_known=None if call.cost_known else False,
-                          **fields, **call.detail)
+        meter = {k: (str(v) if isinstance(v, Decimal) else v) for k, v in fields.items()}
+        run.memo.note_call(precious=precious, **meter, **({"intent": call.intent} if call.intent else {}))
         self._count(call)
         log.info("llm_call", model=call.model, status=call.status, attempt=call.attempt, tokens_in=call.tokens_in,
                  tokens_out=call.tokens_out, cost_usd=float(call.cost_usd), latency_ms=fields["latency_ms"])

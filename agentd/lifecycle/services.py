@@ -10,6 +10,7 @@ from agentd.audit import AuditLog, open_for
 from agentd.config import Config, ConfigError
 from agentd.durable.crash import crash_point
 from agentd.durable.group import GroupSync
+from agentd.durable.journal import unanswered_in
 from agentd.guards import AuditTrailGuard, Budget, Guards, KillSwitch, MeteringGuard, default_guards
 from agentd.llm.base import Provider
 from agentd.llm.breaker import Breakers
@@ -92,7 +93,8 @@ def build(config: Config, *, provider: Provider | None = None, tools: Mapping[st
     metrics = Metrics()
     budget_clock = {"clock": clock} if clock else {}
     budget = Budget(config.max_cost_per_run, config.daily_budget_usd, config.state_dir,
-                    audit_seq=lambda: audit.last.seq, **budget_clock).load(config.logs_dir)
+                    audit_seq=lambda: audit.last.seq, **budget_clock).load(
+        config.logs_dir, unanswered=unanswered_in(config.processing))  # calls out at a crash: held at worst case
     breakers = Breakers(config.state_dir, config.breaker_failures, config.breaker_reset_s)
     kill = KillSwitch(config.state_dir)
     registry = dict(builtin_tools() if tools is None else tools)

@@ -1,13 +1,16 @@
 """The LLM gateway: output contracts and re-asks, routing over fallbacks, breakers, retries, outages.
 
-It knows nothing of files or folders. Around each ask and each HTTP request it emits the
-guards' hooks (PII redaction, kill switch, budget reservation and settle, metering);
-every valid answer is journaled under the run before it is returned.
+It knows nothing of files or folders: the run hands it a memo (agentd.llm.memo). Around each
+ask and each HTTP request it emits the guards' hooks (PII redaction, kill switch, budget
+reservation and settle, metering). A paid request's intent (its reservation at worst case) is
+durable in the memo before the request leaves, and the kill switch is looked at again after
+that wait; every valid answer is kept in the memo before it is returned.
 """
 from __future__ import annotations
 
 import json
 import time
+from decimal import Decimal
 from typing import Any, Callable, Mapping, Protocol
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
@@ -20,8 +23,8 @@ from agentd.guards.base import Ask, Guards, ModelCall
 from agentd.llm.base import ASK_KEY, LLMRequest, LLMResponse, Provider, ProviderError, token_bound
 from agentd.llm.breaker import CLOSED, OPEN, STATE_LEVEL, Breakers
 from agentd.llm.outage import Outage
+from agentd.llm.memo import Memo
 from agentd.schemas import check as schema_problem
-from agentd.durable.journal import MISSING, Journal
 from agentd.spool.layout import iso_utc
 
 MAX_REASKS = 2
@@ -34,7 +37,7 @@ class RunLike(Protocol):
     cid: str
     workflow: str
     step: str
-    journal: Journal
+    memo: Memo
 
     def note_model(self, provider: str, model: str) -> None: ...
 
@@ -69,8 +72,8 @@ class Gateway:
         """A schema-valid answer for `request`; replayed from the journal when already paid."""
         ask = Ask(run=run, request=request)  # type: ignore[arg-type]
         self.guards.before("ask", ask)
-        done = run.journal.get(key)
-        if done is not MISSING:
+        done = run.memo.paid_answer(key)
+        if done is not None:
             run.note_model(done["provider"], done["model"])
             ask.answer = done["value"]
         else:
@@ -99,11 +102,10 @@ class Gateway:
 
     async def _journaled(self, run: RunLike, key: str, digest: str, response: LLMResponse, value: Any) -> Any:
         run.note_model(response.provider, response.model)
-        await run.journal.put(key, {"value": value, "provider": response.provider, "model": response.model,
-                                    "request_hash": digest, "tokens_in": response.tokens_in,
-                                    "tokens_out": response.tokens_out, "cached_in": response.cached_in},
-                              wait=False)
-        if run.journal.precious:
+        await run.memo.keep(key, {"value": value, "provider": response.provider, "model": response.model,
+                                  "request_hash": digest, "tokens_in": response.tokens_in,
+                                  "tokens_out": response.tokens_out, "cached_in": response.cached_in})
+        if run.memo.precious:
             crash_point(self.config, "after_paid_answer")
         return value
 
@@ -238,7 +240,7 @@ class Gateway:
             raise Paused("rate_limited", not_before=self.outage.rate_limited_wall())
         if attempt > 1 and self.breakers.get(f"{self.provider.name}:{model}").state == OPEN:
             raise Paused("model_unavailable")  # other runs saw the outage: no more retries
-        if len(run.journal.calls) >= self.config.llm_max_calls_per_run:
+        if run.memo.calls_made() >= self.config.llm_max_calls_per_run:
             raise ModelError("call_limit", f"the run reached LLM_MAX_CALLS_PER_RUN={self.config.llm_max_calls_per_run}")
         price = self.config.price(model)
         # the schema's name goes out with it (the json_schema's or the answer tool's name): up to 64 bytes
@@ -252,7 +254,8 @@ class Gateway:
     async def _one_call(self, run: RunLike, request: LLMRequest, model: str, attempt: int) -> LLMResponse:
         call = self._prepare(run, request, model, attempt)
         self.guards.before("model_call", call)  # kill switch, budget reservation
-        call.started, call.started_at = time.monotonic(), iso_utc(time.time())
+        await self._intend(run, call)
+        call.started, call.started_at, call.sent = time.monotonic(), iso_utc(time.time()), True
         try:
             call.response = await self.provider.complete(request, model, self.config.llm_timeout_s)
             self._measured(call, call.response.tokens_in, call.response.tokens_out, call.response.cached_in,
@@ -275,6 +278,23 @@ class Gateway:
             raise call.error
         assert call.response is not None
         return call.response
+
+    async def _intend(self, run: RunLike, call: ModelCall) -> None:
+        """A paid call's intent on disk before its request leaves, then the gate once more (the fsync
+        was a wait); an offline call is free and writes none. Refused or failed here: nothing was
+        sent, the reservation is released and the intent voided."""
+        try:
+            if call.provider != "offline":
+                call.intent = await run.memo.intend(
+                    kind="model", provider=call.provider, model=call.model, step=run.step, ask=ASK_KEY.get(),
+                    attempt=call.attempt, worst_usd=str(call.worst_usd), tokens_in=call.tokens_bound,
+                    tokens_out=call.request.max_tokens)
+                crash_point(self.config, "after_model_intent")
+            self.guards.before("model_send", call)  # the kill switch, after the intent's fsync
+        except BaseException:
+            call.status, call.cost_usd, call.cost_known = "not_sent", Decimal(0), True
+            self.guards.after("model_call", call)  # releases the reservation; the memo voids the intent
+            raise
 
     def _measured(self, call: ModelCall, tokens_in: int, tokens_out: int, cached: int, known: bool,
                   status: str) -> None:

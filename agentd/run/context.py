@@ -61,6 +61,11 @@ class RunCore:
     def cost_usd(self) -> Decimal:
         return self.journal.cost_usd
 
+    @property
+    def memo(self) -> Journal:
+        """What the gateway keeps for this run (agentd.llm.memo.Memo): the run's journal."""
+        return self.journal
+
     def note_model(self, provider: str, model: str) -> None:
         entry = {"provider": provider, "model": model}
         if entry not in self.models_used:

@@ -117,16 +117,19 @@ class Pipeline:
     async def _decide(self, core: RunCore) -> Decision:
         """Run the steps until the ladder gives a final Decision; a paid run waits in place meanwhile."""
         while True:
-            precious = core.journal.precious
+            paid = core.journal.paid
             try:
                 decision = decide(await self._steps(core))
+            except OSError as exc:  # a disk error is no outcome: the claim (its journal in memory) is retried
+                log.warning("run_held_io_error", step=core.step, error=f"{exc.__class__.__name__}: {exc}")
+                raise
             except Exception as exc:
                 if not isinstance(exc, (AgentdError, NeedsReview, Paused)):
                     log.exception("step_crashed", step=core.step)
                 decision = decide(error=exc, strikes=core.claim.strikes, now=self.clock(),
-                                  max_strikes=MAX_STRIKES_PAID if core.journal.precious else MAX_STRIKES_FREE,
+                                  max_strikes=MAX_STRIKES_PAID if core.journal.paid else MAX_STRIKES_FREE,
                                   redact=self.audit.redact)
-            if decision.outcome is not Outcome.DEFERRED or not (precious or core.journal.precious):
+            if decision.outcome is not Outcome.DEFERRED or not (paid or core.journal.paid):
                 return decision
             if decision.strike:
                 core.claim.strikes += 1

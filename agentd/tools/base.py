@@ -32,7 +32,10 @@ class Tool:
     returning them (db-query's list the configured named queries). `timeout_s` None means TOOL_TIMEOUT_S.
     `rate_per_min` None means unlimited. A tool that `needs_approval` never runs by itself:
     the call goes to review/ for a human. A `side_effect` tool (it changes the world) makes
-    the run's journal durable before it runs, so a resumed run replays instead of repeating.
+    the run's journal durable before it runs, so a resumed run replays instead of repeating;
+    one that is `idempotent` honours its Invocation.key (a receiver drops a repeat of it), so
+    after a crash between its effect and its result it is sent again with the same key; any
+    other such call goes to review (tool_outcome_unknown).
     """
 
     name: str
@@ -43,6 +46,7 @@ class Tool:
     needs_approval: bool = False
     rate_per_min: float | None = 60.0
     side_effect: bool = False
+    idempotent: bool = False
 
     def schema(self, config: Config) -> dict[str, Any]:
         return self.parameters(config) if callable(self.parameters) else self.parameters

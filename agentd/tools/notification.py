@@ -75,4 +75,4 @@ async def run(inv: Invocation) -> dict[str, Any]:
 
 TOOL = Tool(name="notification", description="Send a short notification message (subject, message, severity) "
                                              "to the operators' configured webhook.",
-            parameters=PARAMETERS, run=run, rate_per_min=30.0, side_effect=True)
+            parameters=PARAMETERS, run=run, rate_per_min=30.0, side_effect=True, idempotent=True)

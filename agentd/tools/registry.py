@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from agentd import logs
 from agentd.config import Config
+from agentd.durable.crash import crash_point
 from agentd.errors import AgentdError, InternalError, NeedsReview, ToolError
 from agentd.guards.allowlist import ToolAllowlistGuard
 from agentd.guards.base import Guards, ToolCall
@@ -90,7 +91,12 @@ class ToolBox:
                    if key.startswith(JOURNAL_PREFIX) and not (skip and key.startswith(skip)))
 
     async def call(self, run: Any, name: str, params: Any, *, proposed_by: str = "workflow") -> Any:
-        """Run one tool call (or replay its journaled result); refused calls raise PolicyError."""
+        """Run one tool call (or replay its journaled result); refused calls raise PolicyError.
+
+        Write order of a side effect: the intent (with its idempotency key) fsynced, the gate once
+        more, the effect, the result fsynced. An intent found with no result (a crash in between)
+        is acted on again only by a tool that takes the idempotency key, with the SAME key; any
+        other goes to review with tool_outcome_unknown."""
         index = self._next_index(run)
         call = ToolCall(run=run, name=name, params=params, key=f"{run.cid}:{run.step}:{index}",
                         proposed_by=proposed_by)
@@ -104,16 +110,45 @@ class ToolBox:
             self.refuse(run, name, "needs human approval", proposed_by=proposed_by)
             raise NeedsReview("approval_required", pending_tool_call={"tool": name, "params": params,
                                                                        "idempotency_key": call.key})
+        intent_key = f"intent:{run.step}:{index}"
+        self._acted_before(call, tool, run.journal.get(intent_key))
         timeout_s = tool.timeout_s or self.config.tool_timeout_s
         await self._take_token(call, tool, timeout_s)
         await run.claim.durable()  # the claim and every earlier answer on disk before anything acts
         await run.journal.flush()
         if tool.side_effect:
             run.journal.mark_precious()  # from here on the journal is on disk: a resume replays, never repeats
-            await run.journal.put(f"intent:{run.step}:{index}", {"tool": name, "key": call.key})
+            await run.journal.put(intent_key, {"tool": name, "key": call.key})
+            crash_point(self.config, "after_tool_intent")
+        try:
+            self.guards.before("tool_effect", call)  # the kill switch and the budget, after the waits
+        except BaseException:
+            if tool.side_effect:  # it did not act: a later try is no repeat
+                await run.journal.put(intent_key, {"tool": name, "key": call.key, "void": True}, durable=False)
+            raise
         result = await self._run(call, tool, timeout_s)
+        if tool.side_effect:
+            crash_point(self.config, "after_tool_effect")
         await run.journal.put(journal_key, {"tool": name, "key": call.key, "result": result})
+        if tool.side_effect:
+            crash_point(self.config, "after_tool_result")
         return result
+
+    def _acted_before(self, call: ToolCall, tool: Tool, intent: Any) -> None:
+        """A journaled intent with no result: the tool may have acted before a crash. Only a tool that
+        takes the idempotency key goes again (with the intent's key); else a human decides."""
+        if not isinstance(intent, dict) or intent.get("void"):
+            return
+        call.key = str(intent.get("key") or call.key)
+        if tool.idempotent:
+            log.warning("tool_call_repeated", tool=tool.name, idempotency_key=call.key,
+                        note="acted on before a crash, its result unknown: sent again with the same key")
+            return
+        call.status = "outcome_unknown"
+        self.guards.after("tool_call", call)
+        raise NeedsReview("tool_outcome_unknown", tool=tool.name, idempotency_key=call.key,
+                          detail=f"{tool.name} may have acted before agentd stopped, and it takes no idempotency "
+                                 "key: not repeated, a human decides")
 
     def begin_step(self, run: Any) -> None:
         """Number the step's calls from 1 again: a step that runs again (after a pause) replays them."""

@@ -88,3 +88,27 @@ def test_an_idle_daemon_sees_the_kill_switch_at_once_in_health_and_before_the_ne
     assert [e["engaged"] for e in events if e["event"] == "kill_switch"] == [True]  # logged once, by the first read
     assert cli(None, "kill-switch", "off", env=agent.env).returncode == 0
     wait_until(lambda: terminal_files(home)["archive"], timeout=20, message="late.txt archived after the release")
+
+
+@pytest.mark.timeout(60)
+def test_a_kill_switch_file_that_is_not_an_object_engages_it_and_never_crash_loops_the_daemon(
+        home: Path, daemon: Callable[..., AgentdProcess]) -> None:
+    # Given a kill switch file holding valid JSON that is not an object
+    (home / "state").mkdir(parents=True, exist_ok=True)
+    (home / "state" / "kill_switch.json").write_text("[]")
+    # When the daemon starts and a file arrives
+    agent = daemon()
+    (home / "incoming" / "held.txt").write_text("Invoice 8 total 13 EUR\n")
+    # Then it is up and degraded, the switch engaged with a reason that says why, in /health and the CLI
+    health = agent.health()
+    assert health["status"] == "degraded" and health["kill_switch"]["engaged"] is True
+    assert "not an object" in health["kill_switch"]["reason"]
+    shown = cli(None, "kill-switch", "status", env=agent.env)
+    assert shown.returncode == 0 and "ON" in shown.stdout and "not an object" in shown.stdout
+    # and the file waits (a probe of the gate: the switch released by the CLI lets it through)
+    assert (home / "incoming" / "held.txt").exists() and not any(terminal_files(home).values())
+    assert cli(None, "kill-switch", "off", env=agent.env).returncode == 0
+    wait_until(lambda: terminal_files(home)["archive"], timeout=20, message="held.txt archived after the release")
+    assert agent.proc is not None and agent.proc.poll() is None and agent.starts == 1
+    events = [json.loads(line) for line in agent.output().splitlines() if line.startswith("{")]
+    assert any(e["event"] == "kill_switch_file_malformed" and "not an object" in e["reason"] for e in events)

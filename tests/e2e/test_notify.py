@@ -1,10 +1,8 @@
 """What systemd sees: sd_notify READY/STATUS/WATCHDOG/STOPPING, /health semantics, a full disk."""
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -12,6 +10,7 @@ from typing import Callable, Iterator
 
 import pytest
 
+from tests.fullfs import small_disk  # noqa: F401  (the fixture: a 3 MiB tmpfs)
 from tests.helpers import AgentdProcess, base_env, sidecar_for, wait_until
 
 
@@ -89,21 +88,6 @@ def test_sighup_reloads_around_reloading_and_ready(
         assert proc.healthy()
     finally:
         proc.kill()
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount tmpfs here: {result.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 @pytest.mark.timeout(120)

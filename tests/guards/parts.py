@@ -70,5 +70,6 @@ def request(document: str = "the document") -> LLMRequest:
 
 def model_call(run: RunCore, worst_usd: str = "0.10", provider: str = "scripted", model: str = "m-1",
                **fields: Any) -> ModelCall:
+    fields.setdefault("sent", True)  # a request that left (the gateway sets it after the intent)
     return ModelCall(run=run, request=request(), provider=provider, model=model, attempt=1,
                      worst_usd=Decimal(worst_usd), **fields)

@@ -91,3 +91,36 @@ def test_a_deleted_state_file_means_off(parts: Parts) -> None:
     (parts.config.state_dir / FILE).unlink()
     assert kill.refresh() is True
     assert not kill.engaged
+
+
+@pytest.mark.parametrize("content", ["[]", "1", '"on"', "null", "{not json", ""])
+def test_a_malformed_file_counts_as_engaged_with_a_reason_that_says_why(parts: Parts, content: str) -> None:
+    # Given a kill switch file that is not a JSON object (valid JSON or not)
+    parts.config.state_dir.mkdir(parents=True, exist_ok=True)
+    (parts.config.state_dir / FILE).write_text(content)
+    # When it is read
+    kill = KillSwitch(parts.config.state_dir)
+    # Then it is engaged (failing safe), with a reason, and every kind of work is held
+    assert kill.engaged is True
+    assert "failing safe" in kill.state["reason"]
+    assert [Guards([KillSwitchGuard(kill)]).why_not(kind) for kind in KINDS] == ["kill_switch"] * 4
+    # When an operator writes a good state again, it is read as written
+    kill.set(False, parts.audit, reason="fixed", by="alice")
+    assert kill.engaged is False and kill.refresh() is False
+
+
+def test_the_last_look_before_a_request_or_a_side_effect_pauses_when_engaged(parts: Parts) -> None:
+    # Given a call that passed the gate before its waits
+    kill = KillSwitch(parts.config.state_dir)
+    guards = Guards([KillSwitchGuard(kill)])
+    run = parts.run()
+    call, tool = model_call(run), ToolCall(run=run, name="echo", params={})
+    guards.before("model_call", call)
+    guards.before("tool_call", tool)
+    # When the switch goes on during the waits
+    kill.set(True, parts.audit, reason="incident 43", by="bob")
+    # Then the last look, right before the request leaves or the tool acts, pauses both
+    for hook, arg in (("model_send", call), ("tool_effect", tool)):
+        with pytest.raises(Paused) as paused:
+            guards.before(hook, arg)
+        assert paused.value.reason == "kill_switch"

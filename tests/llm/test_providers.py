@@ -308,6 +308,10 @@ class FakeRun:
     def cost_usd(self) -> Any:
         return self.journal.cost_usd
 
+    @property
+    def memo(self) -> Journal:
+        return self.journal
+
     def note_model(self, provider: str, model: str) -> None:
         self.models.append((provider, model))
 
