@@ -82,6 +82,8 @@ def decide(store: "Store", data: Path, outcome: Outcome, meta: dict[str, Any], d
 
 def _finish_review(store: "Store", record: dict[str, Any], line: dict[str, Any] | None) -> Path:
     cid = record["cid"]
+    if line is None and _source_gone(store, record):
+        return store.home / record["source"]
     if line is None:
         # a record carried on after a crash: its name may have been taken since (never written over)
         record["file"] = free_name(store.home / record["folder"], record["file"], cid, store._reserved).name
@@ -149,6 +151,8 @@ def requeue(store: "Store", data: Path, workflow: str, cid: str, by: str, name: 
 def _finish_requeue(store: "Store", record: dict[str, Any], line: dict[str, Any] | None) -> Path:
     cid = record["cid"]
     source = store.home / record["source"]
+    if line is None and _source_gone(store, record):
+        return source
     if line is None:
         record["file"] = free_name(store.home / record["folder"], record["file"], cid, store._reserved).name
         store.audit.append("requeued", correlation_id=cid, workflow=record["workflow"],
@@ -225,6 +229,17 @@ def _write_record(store: "Store", record: dict[str, Any]) -> None:
 def _remove_record(store: "Store", record: dict[str, Any]) -> None:
     # no fsync: a record back after a power cut is carried on again, and each step sees it is done
     (store.config.state_dir / RECORDS / f"{record['cid']}.json").unlink(missing_ok=True)
+
+
+def _source_gone(store: "Store", record: dict[str, Any]) -> bool:
+    """A record with no line yet whose file left (an operator moved it): nothing can follow; dropped."""
+    source = store.home / record["source"]
+    if os.path.lexists(source) and _belongs(sidecar_of(source), record["cid"]):
+        return False
+    log.warning("transition_abandoned", kind=record.get("kind"), correlation_id=record["cid"],
+                file=display_name(source.name), why=f"the file is no longer in {source.parent.name}/")
+    _remove_record(store, record)
+    return True
 
 
 def _drop_old_sidecar(store: "Store", source: Path, cid: str) -> None:

@@ -257,3 +257,28 @@ def test_a_half_done_decision_never_lands_on_a_file_that_took_its_name_meanwhile
     assert placed(home)["review"] == [] and placed(home)["state/transitions"] == []
     [decision] = audit_events(home, "review_decision")
     assert decision["file"] == moved.name  # the line names where the file really went
+
+
+def test_a_recorded_decision_whose_file_an_operator_took_away_is_dropped_without_a_line(
+        home: Path, ambiguous: dict) -> None:
+    cid = ambiguous["correlation_id"]
+    assert cli(home, "review", "approve", cid, "--choice", "1", AGENTD_CRASH_AT="review_after_record").returncode == -9
+    (home / "review" / "invoice.txt").rename(home / "invoice.txt")  # the operator keeps it elsewhere
+
+    listed = cli(home, "review", "list")
+
+    assert listed.returncode == 0 and placed(home)["state/transitions"] == []
+    assert placed(home)["archive"] == [] and audit_events(home, "review_decision") == []
+    assert (home / "invoice.txt").read_text() == INVOICE
+
+
+def test_an_unreadable_transition_record_is_set_aside_and_nothing_moves(home: Path, ambiguous: dict) -> None:
+    records = home / "state" / "transitions"
+    records.mkdir(parents=True)
+    (records / f"{ambiguous['correlation_id']}.json").write_text('{"kind": "review", "op"')  # torn by a disk fault
+
+    listed = cli(home, "review", "list")
+
+    assert listed.returncode == 0 and ambiguous["correlation_id"][:12] in listed.stdout  # still waiting
+    assert sorted(p.name for p in records.iterdir()) == [f".{ambiguous['correlation_id']}.json.unreadable"]
+    assert placed(home)["review"] == ["invoice.txt", "invoice.txt.meta.json"]
