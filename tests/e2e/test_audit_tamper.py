@@ -50,6 +50,7 @@ CUTS: dict[str, Callable[[Lines], Lines]] = {
     "one line": lambda lines: lines[:-1],
     "three lines": lambda lines: lines[:-3],
     "a partial line": lambda lines: lines[:-3] + [lines[-3][: len(lines[-3]) // 2]],
+    "every line (truncated to 0 bytes)": lambda lines: [],
 }
 
 
@@ -184,3 +185,20 @@ def test_a_last_line_over_a_mebibyte_is_continued_with_the_right_seq(home: Path)
     assert startup["seq"] == big.seq + 1
     code, text = _verify(env)
     assert code == 0, text
+
+
+@pytest.mark.parametrize("which", ["oldest", "newest"])
+def test_a_rotated_file_deleted_while_stopped_is_named_after_agentd_ran_again(home: Path, which: str) -> None:
+    # Given a stopped daemon whose log rotated every few lines
+    env = base_env(home, AGENTD_AUDIT_MAX_BYTES="4096")
+    for name in ("a.txt", "b.txt", "c.txt"):
+        _run_one_file(home, env, name)
+    rotated = sorted((home / "logs").glob("audit-*.jsonl"))
+    assert len(rotated) >= 2
+    # When one rotated file is deleted, and agentd starts, works and stops
+    gone = rotated[0] if which == "oldest" else rotated[-1]
+    gone.unlink()
+    _run_one_file(home, env, "d.txt")
+    # Then verify names the file
+    code, text = _verify(env)
+    assert code == 1 and f"{gone.name}: seq" in text and "the file is missing" in text, text
