@@ -56,7 +56,7 @@ async def item_page(request: web.Request, session: Session, status: int = 200, e
     sidecar, meta = await _find(request)
     cid = str(meta.get("correlation_id"))
     data = sidecar.with_name(sidecar.name[: -len(SIDECAR)])
-    lease = _lease(console, session, cid)
+    lease = await asyncio.to_thread(_lease, console, session, cid)  # a SQLite commit: not on the loop
     shown = await preview(data, config.max_file_bytes, min(PREVIEW_TIMEOUT_S, config.extract_timeout_s),
                           config.extract_memory_mb)
     events = await asyncio.to_thread(run_events, config.logs_dir, cid)
@@ -88,7 +88,7 @@ async def decide(request: web.Request, session: Session) -> web.StreamResponse:
     console = console_of(request)
     sidecar, meta = await _find(request)
     cid = str(meta.get("correlation_id"))
-    lease = _lease(console, session, cid)
+    lease = await asyncio.to_thread(_lease, console, session, cid)  # a SQLite commit: not on the loop
     if lease is not None and lease.holder != session.user.name:
         return message(request, 409, "Held by another reviewer",
                        f"{lease.holder} holds this item until {queue.iso(lease.until)}; it cannot be decided now.")
@@ -114,7 +114,7 @@ async def decide(request: web.Request, session: Session) -> web.StreamResponse:
         return await item_page(request, session, 422, errors=exc.errors, form=form)
     except review.ReviewError as exc:
         return await item_page(request, session, 400, problem=str(exc), form=form)
-    console.leases.release(cid)
+    await asyncio.to_thread(console.leases.release, cid)
     raise web.HTTPSeeOther(f"/review?decided={cid}")
 
 
@@ -135,7 +135,7 @@ async def release(request: web.Request, session: Session) -> web.StreamResponse:
         if session.user.role != ADMIN:
             return message(request, 403, "Not yours", f"Only an admin can break {lease.holder}'s lease.")
         await console.record("review_lease_broken", correlation_id=cid, by=session.user.name, holder=lease.holder)
-    console.leases.release(cid)
+    await asyncio.to_thread(console.leases.release, cid)
     raise web.HTTPSeeOther("/review")
 
 
