@@ -146,11 +146,15 @@ class Daemon(HealthView):
         return mount_for(lambda: self.config, self.services.audit, self.services.workflows)
 
     def _start_traces(self) -> Any:
-        """The OTLP trace exporter task, only when an endpoint is set (its imports cost nothing otherwise)."""
+        """The OTLP trace exporter task, only when an endpoint is set (its imports cost nothing otherwise).
+
+        Supervised on its own (restarted with backoff when it raises, shown as /health's `traces`): it
+        sends the last lines after shutdown stopped the other tasks, and a failing export degrades
+        the daemon, it does not make it unhealthy."""
         if not self.config.traces_url:
             return None
         from agentd.traces.exporter import start_or_log
-        return start_or_log(self.config, self.services.metrics)
+        return start_or_log(self.config, self.services.metrics, Supervisor().spawn)
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()

@@ -70,24 +70,19 @@ class TraceExporter:
         self._reading = False  # a tail read runs in a worker thread now
 
     # -- lifecycle ---------------------------------------------------------------------
-    def start(self, spawn: Spawn | None = None) -> "TraceExporter":
-        """Run as task `traces` of a supervisor (`spawn` is its Supervisor.spawn); without one, a task
-        of its own that a raise ends (stop() then logs it)."""
+    def start(self, spawn: Spawn) -> "TraceExporter":
+        """Run as task `traces` of a supervisor (`spawn` is its Supervisor.spawn)."""
         if self.metrics is not None:
             self.metrics.otlp_exported_seq.set(self.exported_seq)
-        if spawn is not None:
-            self._item = spawn("traces", self._run_noting_failure, False)
-            self._task = self._item.task
-        else:
-            self._task = asyncio.create_task(self._run_noting_failure(), name="traces")
+        self._item = spawn("traces", self._run_noting_failure, False)
+        self._task = self._item.task
         log.info("trace_export_started", exported_seq=self.exported_seq, reread_from=self.cursor.reread_from)
         return self
 
     async def stop(self, drain_s: float = 2.0) -> None:
         """Send what is ready for up to `drain_s`, then cancel; unsent spans go at the next start.
 
-        Never raises: a last round that fails is the supervisor's to log (and retry within the drain),
-        or, unsupervised, logged here."""
+        Never raises: a last round that fails is the supervisor's to log (and retry within the drain)."""
         if self._task is None:
             return
         self._stopping.set()
@@ -99,9 +94,6 @@ class TraceExporter:
             await asyncio.gather(self._task, return_exceptions=True)
             if not reading:
                 self.tail.close()
-        except Exception as exc:  # unsupervised, it raised (and noted it in view()): the shutdown goes on
-            log.error("trace_export_task_failed", error=f"{exc.__class__.__name__}: {exc}"[:300])
-            self.tail.close()
         else:
             self.tail.close()
         self.stopped = True
@@ -286,14 +278,14 @@ class TraceExporter:
         return max(0, written_seq - self.exported_seq)
 
 
-def start(config: Config, metrics: Any = None, spawn: Spawn | None = None) -> TraceExporter | None:
+def start(config: Config, metrics: Any, spawn: Spawn) -> TraceExporter | None:
     """The exporter task (spawned by `spawn`) when an OTLP endpoint is configured, else None (nothing runs)."""
     if not config.traces_url:
         return None
     return TraceExporter(config, metrics).start(spawn)
 
 
-def start_or_log(config: Config, metrics: Any = None, spawn: Spawn | None = None) -> TraceExporter | None:
+def start_or_log(config: Config, metrics: Any, spawn: Spawn) -> TraceExporter | None:
     """`start`, but a cursor that cannot be read turns tracing off with an error line: the daemon's job goes on."""
     from agentd.traces.cursor import CursorError
 

@@ -135,9 +135,14 @@ def test_a_run_resumed_after_a_crash_is_one_trace(home: Path, daemon: Callable[.
     spans = collector.traces()[meta["correlation_id"]]
     root, steps, below = _tree(spans)
     assert root.attributes["agentd.resumes"] == 1 and ("agentd.resumed", {}) in root.events
-    assert [s.name for s in steps] == ["agentd.step extract_text", "agentd.step extract_text",
-                                       "agentd.step classify", "agentd.step route"]
-    assert [s.name for s in below[steps[2].span_id]] == ["chat fake-model"]
+    # extract_text's result came back from the journal; the classify the kill cut holds the call that was out
+    assert [(s.name, s.attributes["agentd.step.status"]) for s in steps] == [
+        ("agentd.step extract_text", "ok"), ("agentd.step classify", "interrupted"), ("agentd.step classify", "ok"),
+        ("agentd.step route", "ok")]
+    [cut_call] = below[steps[1].span_id]
+    assert cut_call.name == "chat fake-model" and cut_call.attributes["error.type"] == "unanswered"
+    [call] = below[steps[2].span_id]
+    assert call.name == "chat fake-model" and "error.type" not in call.attributes
     assert max(collector.counts().values()) == 1
 
 
