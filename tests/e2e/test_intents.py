@@ -32,6 +32,12 @@ def _costs_total(home: Path) -> Decimal:
     return usd(json.loads(result.stdout)["total"]["cost_usd"])
 
 
+def _status_spend(home: Path) -> Decimal:
+    result = cli(home, "status", "--json")
+    assert result.returncode == 0, result.stderr
+    return usd(json.loads(result.stdout)["spend_today_usd"])
+
+
 @pytest.mark.timeout(90)
 def test_a_call_out_at_kill_9_is_charged_at_its_worst_case_and_the_run_cap_refuses_the_next(
         home: Path, daemon: Callable[..., AgentdProcess], llm_server: Callable[..., FakeLLM]) -> None:
@@ -59,8 +65,9 @@ def test_a_call_out_at_kill_9_is_charged_at_its_worst_case_and_the_run_cap_refus
     (line,) = audit_events(home, "llm_call")
     assert (line["status"], line["cost_known"], usd(line["cost_usd"])) == ("unanswered", False, reserved)
     assert line["correlation_id"] == meta["correlation_id"] and line["intent"] == intent["id"]
-    # and for the day: `agentd costs` shows it
+    # and for the day: `agentd costs` and `agentd status` show it
     assert _costs_total(home) == reserved
+    wait_until(lambda: abs(_status_spend(home) - reserved) < Decimal("1e-9"), timeout=10, message="status spend")
 
 
 @pytest.mark.timeout(150)
@@ -89,7 +96,7 @@ def test_the_daily_budget_holds_across_kill_9s_with_calls_in_flight(
     assert sum(reserved) <= Decimal("0.75") < sum(reserved) + max(reserved)
     unanswered = [c for c in audit_events(home, "llm_call") if c["status"] == "unanswered"]
     assert len(unanswered) == 3 and len({(c["correlation_id"], c["intent"]) for c in unanswered}) == 3
-    assert _costs_total(home) == sum(reserved)
+    assert abs(_costs_total(home) - sum(reserved)) < Decimal("1e-9")
     assert abs(agent.health()["spend_today_usd"] - float(sum(reserved))) < 1e-9
     # and nothing failed for it: the files wait
     assert sidecars(home, "failed") == [] and all(sidecar_for(home, n) is None for n in names)

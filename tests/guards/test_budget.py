@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -10,9 +11,11 @@ import pytest
 
 from agentd.errors import BudgetError, Paused
 from agentd.guards.base import Guards, ToolCall
+from agentd.audit import utcnow_iso
+from agentd.durable.journal import unanswered_in
 from agentd.guards.budget import SPEND_FILE, Budget, BudgetGuard
 from agentd.guards.metering import MeteringGuard
-from tests.guards.parts import Parts, make_parts, model_call
+from tests.guards.parts import CID, Parts, make_parts, model_call
 from tests.tools.support import config as make_config
 
 D = Decimal
@@ -216,3 +219,64 @@ def test_a_resumed_run_starts_with_what_it_already_cost(parts: Parts) -> None:
         b.reserve(run.cid, D("0.10"))
     guard.after_run(run, None)
     assert b.run_spent(run.cid) == D("0")
+
+
+async def _crashed_with_a_request_out(parts: Parts) -> str:
+    """A run's journal on disk with a model intent and no meter: the process died with the request out."""
+    run = parts.run()
+    intent = await run.journal.intend(kind="model", provider="scripted", model="m-1", step="work", attempt=1,
+                                      worst_usd="0.30", tokens_in=1000, tokens_out=100_000)
+    run.journal.close()
+    return intent
+
+
+def _restarted(parts: Parts, daily: str = "1") -> Budget:
+    """The daemon's start-up: spend.json, the audit log, and the processing journals' unanswered intents."""
+    b = Budget(max_cost_per_run=D("100"), daily_budget_usd=D(daily), state_dir=parts.config.state_dir,
+               clock=time.time, audit_seq=lambda: parts.audit.last.seq)  # as lifecycle/services.py wires it
+    return b.load(parts.config.logs_dir, unanswered=unanswered_in(parts.config.processing))
+
+
+async def test_an_unanswered_intent_is_held_at_start_and_charged_once_when_its_run_resumes(parts: Parts) -> None:
+    intent = await _crashed_with_a_request_out(parts)
+    # When the daemon starts again
+    b = _restarted(parts)
+    # Then the call is held against the day at its worst case (a reservation: never saved as spent)
+    assert (b.reserved_today, b.spent_today) == (D("0.30"), D("0"))
+    with pytest.raises(Paused):
+        b.reserve("another-run", D("0.75"))  # 0.30 + 0.75 > 1
+    b.save()
+    assert json.loads((parts.config.state_dir / SPEND_FILE).read_text())["spent_usd"] == "0"
+    # When its run resumes, it is charged to the day and to the run, with one llm_call line
+    run = parts.run(resumed=True)
+    guard = BudgetGuard(b, parts.audit)
+    guard.before_run(run)
+    assert (b.reserved_today, b.spent_today, b.run_spent(run.cid)) == (D("0"), D("0.30"), D("0.30"))
+    [line] = parts.events("llm_call")
+    assert (line["status"], line["intent"], line["cost_usd"], line["cost_known"]) == ("unanswered", intent, 0.3, False)
+    assert run.cost_usd == D("0.30") and len(run.journal.calls) == 1
+    run.journal.close()
+    # and a further restart counts it once, from the audit log: the journal has its meter now
+    b.save()
+    again = _restarted(parts)
+    assert (again.reserved_today, again.spent_today) == (D("0"), D("0.30"))
+    guard = BudgetGuard(again, parts.audit)
+    resumed = parts.run(resumed=True)
+    guard.before_run(resumed)
+    assert len(parts.events("llm_call")) == 1 and again.spent_today == D("0.30")
+
+
+async def test_an_intent_the_audit_log_already_charged_is_not_held_or_charged_again(parts: Parts) -> None:
+    # Given a crash after the llm_call line of a call and before its meter reached the journal
+    intent = await _crashed_with_a_request_out(parts)
+    parts.audit.append("llm_call", correlation_id=CID, intent=intent, cost_usd=D("0.02"), status="ok",
+                       started_at=utcnow_iso())
+    parts.audit.flush_now()
+    # When the daemon starts and the run resumes
+    b = _restarted(parts)
+    assert (b.reserved_today, b.spent_today) == (D("0"), D("0.02"))
+    run = parts.run(resumed=True)
+    BudgetGuard(b, parts.audit).before_run(run)
+    # Then the day keeps the one charge the audit log has; the run counts the call (at its worst case)
+    assert b.spent_today == D("0.02") and len(parts.events("llm_call")) == 1
+    assert run.journal.unanswered() == [] and b.run_spent(run.cid) == D("0.30")
