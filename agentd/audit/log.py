@@ -46,6 +46,7 @@ class AuditLog:
         self.suspect: list[str] = []  # what start-up found that only tampering explains
         self.warnings: list[str] = []  # what start-up found that must be said, not a proof of tampering
         self._expected: Entry | None = None  # the anchor's head, until the first write checked the files
+        self._knower = "the anchor"
         self._anchored_at = -ANCHOR_INTERVAL_S
         self._catch_up: asyncio.TimerHandle | None = None
         self._staged: list[dict[str, Any]] = []
@@ -125,7 +126,7 @@ class AuditLog:
         if problem:
             self.suspect.append(f"{ANCHOR}: {problem}")
         if anchor.head_seq > 0:
-            self._expected = Entry(anchor.head_seq, anchor.head_hash)  # checked by the first write
+            self._expected, self._knower = Entry(anchor.head_seq, anchor.head_hash), "the anchor"  # see _write
         return None
 
     def _create_anchor(self) -> int | None:
@@ -183,7 +184,7 @@ class AuditLog:
                     return
                 chunks, last = [], self.last
                 for record in records:
-                    record.update(seq=last.seq + 1, prev=last.hash)
+                    record.update(seq=_next_seq(record, last), prev=last.hash)
                     body = canonical(record)
                     digest = hashlib.sha256(body).hexdigest()
                     chunks.append(body[:-1] + b',"hash":"' + digest.encode() + b'"}\n')
@@ -197,7 +198,7 @@ class AuditLog:
                     os.ftruncate(self._fd, self._size)  # type: ignore[arg-type]  # no torn line
                     raise
                 self._size += len(data)
-                self.last = last
+                self.last, self._expected = last, None  # what was expected is written down now
                 if self._size >= self.max_bytes:
                     self._rotate()
             self.writable = True
@@ -230,8 +231,7 @@ class AuditLog:
         Returns the lines that must go first when the file no longer holds what we (or, at
         start-up, the anchor) last knew: an `audit_gap` or an `audit_tamper_suspected`.
         """
-        anchored = self._expected is not None
-        expected, self._expected = self._expected or self.last, None
+        expected, knower = (self._expected, self._knower) if self._expected else (self.last, "this writer")
         ours = os.fstat(self._fd)  # type: ignore[arg-type]
         now = time.monotonic()
         if (expected == self.last and ours.st_size == self._size and ours.st_nlink
@@ -243,17 +243,17 @@ class AuditLog:
             record = last_record_of(self._fd, size)  # type: ignore[arg-type]
             self.last = Entry(int(record["seq"]), record["hash"]) if record else last_of_rotated(self.dir)
             self._size = size
-        return self._gap_lines(expected, "the anchor" if anchored else "this writer")
+        return self._gap_lines(expected, knower)
 
     def _gap_lines(self, expected: Entry, knower: str) -> list[dict[str, Any]]:
         """The line to write first when the files no longer hold `expected` (see head.lost_lines)."""
         lost = lost_lines(self.last, expected, knower, self.dir)
         if lost is None:
+            self._expected = None  # the files hold it
             return []
         event, fields = lost
         self.suspect.append(fields["problem"])
-        if event == "audit_gap":
-            self.last = Entry(expected.seq, self.last.hash)  # chained to what is there, numbered after the lost
+        self._expected, self._knower = expected, knower  # found again by the next write if this one fails
         return [self._record(event, fields, None)]
 
     def _rotate(self) -> None:
@@ -328,6 +328,13 @@ class AuditLog:
         except AnchorError as exc:
             self.suspect.append(str(exc))
             return []
+
+
+def _next_seq(record: dict[str, Any], last: Entry) -> int:
+    """The line after `last`; an `audit_gap` is numbered after the lines it says were lost."""
+    if record.get("event") == "audit_gap":
+        return int(record["lost_through_seq"]) + 1
+    return last.seq + 1
 
 
 def _consume(task: "asyncio.Future[None]") -> None:
