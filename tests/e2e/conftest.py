@@ -7,5 +7,5 @@ from tests.e2e.sweep.tally import TALLY
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if TALLY.points:
+    if TALLY.restarts:
         terminalreporter.write_line(TALLY.line())

@@ -100,7 +100,6 @@ def test_a_kill_at_each_crash_point_keeps_every_promise(
     scenario = SCENARIOS[POINTS[point].scenario]
     case = Case(point, restart, home, daemon, llm_server(), hook)
     checks = Checks(f"{point} [{scenario.name}, restart {restart}]")
-    TALLY.points.add(point)
     TALLY.restarts.add(restart)
     TALLY.failed.append(f"{point}/{restart}")  # taken off again when the case passes
     # Given a process that SIGKILLs itself at `point`, and the proof that it did, there

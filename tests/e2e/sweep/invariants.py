@@ -120,6 +120,12 @@ def check_places(checks: Checks, home: Path, dropped: dict[str, bytes]) -> dict[
             checks.that(meta.get("sha256") == want, f"{sub}/{name}'s sidecar sha256 is the file's")
             checks.that(FOLDER_OF.get(meta.get("outcome")) == sub, f"{sub}/{name}'s sidecar outcome is its folder",
                         meta.get("outcome"))
+    litter = sorted(f"{sub}/{p.name}" for sub in TERMINAL if (home / sub).exists()
+                    for p in (home / sub).iterdir() if p.name.startswith("."))
+    checks.that(litter == [], "no temporary file left in a terminal folder", litter)
+    records = home / "state" / "transitions"
+    left = sorted(os.listdir(records)) if records.exists() else []
+    checks.that(left == [], "no review decision or requeue left half-done (state/transitions/)", left)
     checks.that(sorted(found) == sorted(dropped), "every dropped file is in a terminal place",
                 sorted(set(dropped) - set(found)))
     checks.that(all(n == 1 for n in cids.values()), "no two files share a correlation id", cids)
@@ -175,4 +181,5 @@ def proves_kill(checks: Checks, returncode: int | None, output: str, point: str)
     checks.that(returncode == -9, f"the process was SIGKILLed (exit {returncode})", output[-2000:])
     checks.that(f"agentd: crash point {point}: SIGKILL" in output, f"the kill happened at {point}", output[-2000:])
     TALLY.kills += 1
+    TALLY.points.add(point)  # covered: killed there at least once
 

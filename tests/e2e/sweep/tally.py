@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from agentd.durable.crash import POINTS
+
 
 @dataclass
 class Tally:
-    points: set[str] = field(default_factory=set)
+    points: set[str] = field(default_factory=set)  # killed there at least once
     restarts: set[str] = field(default_factory=set)
     kills: int = 0
     invariants: int = 0
@@ -14,7 +16,7 @@ class Tally:
 
     def line(self) -> str:
         failed = f", {len(self.failed)} cases failed ({', '.join(self.failed)})" if self.failed else ""
-        return (f"crash sweep: {len(self.points)} crash points x {len(self.restarts)} restarts, "
+        return (f"crash sweep: {len(self.points)} of {len(POINTS)} crash points x {len(self.restarts)} restarts, "
                 f"{self.kills} kills proven, {self.invariants} invariants checked{failed}")
 
 
