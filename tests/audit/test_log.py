@@ -10,6 +10,7 @@ import pytest
 from agentd.audit import AuditLog, iter_records, verify
 from agentd.audit.redact import Redactor
 from tests.audit.support import lines_of, make_log
+from tests.fullfs import fill, small_disk  # noqa: F401  (small_disk: the fixture)
 from tests.helpers import AgentdProcess, audit_events, cli, sidecar_for, wait_until
 
 
@@ -376,3 +377,20 @@ def test_a_gap_written_before_a_crash_is_not_reported_again_at_the_next_start(tm
     assert again.suspect == []
     assert [r["event"] for r in iter_records(log.dir)].count("audit_gap") == 1
     assert [r["event"] for r in iter_records(log.dir)].count("audit_tamper_suspected") == 0
+
+
+def test_a_gap_line_that_hits_a_full_disk_is_written_by_the_next_append(small_disk: Path) -> None:
+    # Given an open log on a small disk, whose last two lines are cut off the live file
+    log = _log(small_disk, lines=6)
+    log.path.write_text("".join(_lines(log.path)[:-2]))
+    # When the disk is full at the next append, and has room again at the one after
+    filler = small_disk / "filler"
+    fill(filler, log.path)
+    with pytest.raises(OSError):
+        log.append("llm_call", n=7)
+    filler.unlink()
+    entry = log.append("llm_call", n=8)
+    # Then the gap line went first then, with its seq after the lost lines
+    records = list(iter_records(log.dir))
+    assert [(r["seq"], r["event"]) for r in records[-2:]] == [(7, "audit_gap"), (8, "llm_call")]
+    assert records[-1]["n"] == 8 and entry.seq == 8 and records[-2]["prev"] == records[-3]["hash"]
