@@ -1,7 +1,8 @@
 """The crash point registry is the code's own list: every `crash_point(..., "name")` in agentd/ names a
 registered point, every registered point is called somewhere, every function outside agentd/durable/
-that performs a durable step (a rename, an fsync, a group commit, a transition's audit line) holds a
-crash point or says in ALLOWED why it needs none, and docs/durability.md names every point.
+that performs a durable step (a rename or link, a sidecar created by the group commit, a transition's
+audit line, a write to a run's journal) holds a crash point, or is a helper called only by functions that
+do, or says in ALLOWED why it needs none; and docs/durability.md names every point.
 
 Read from the source by its syntax tree (no import, no running), so a new durable step written
 anywhere in agentd/ fails here until it is a named point the sweep kills at.
@@ -26,6 +27,7 @@ NAMED_STEPS = {"rename_noreplace", "fsync_path", "_place"}  # noreplace, durable
 # links, creates a sidecar or writes a transition's line is held to the rule.
 SYNC_ONLY = {"os.fsync", "fsync_path", "GroupSync.sync"}
 TRANSITION_LINES = {"claimed", "outcome", "review_decision", "requeued"}  # audit lines that decide a move
+JOURNAL_WRITES = {"put", "keep", "intend"}  # a run's journal (or the gateway's memo of it): intents, answers, results
 CRASH_CALLS = {"crash_point", "crash"}  # crash_point(config, name), store.crash_point(name), index.crash(name)
 
 # Functions outside agentd/durable/ that perform a durable step with no crash point of their own, each
@@ -45,6 +47,9 @@ ALLOWED: dict[str, str] = {
                                                 "processing/ and recover() keeps it as an orphan",
     "agentd/spool/store.py:Store.recover": "puts a stranger's file found in processing/ back into incoming/: a kill "
                                            "leaves it in one of the two, and the next start does it again",
+    "agentd/run/pipeline.py:Pipeline._step": "a finished step's result in the journal, not fsynced (durable=False): "
+                                             "a kill on either side runs the step again on resume, its paid answers "
+                                             "and side effects replayed from their own entries",
     "agentd/spool/store.py:Store.unclaim": "a claim that did no paid work back to incoming/ (rename, fsync, `waiting` "
                                            "line): a kill leaves it in processing/ (resumed) or incoming/ (claimed "
                                            "anew); NO point for the sweep: reported",
@@ -82,6 +87,8 @@ def _step_of(call: ast.Call) -> str | None:
         return last
     if name.endswith("sync.sync"):  # with write=: the group commit creates the file (the sidecar)
         return "GroupSync.sync(write=)" if any(k.arg == "write" for k in call.keywords) else "GroupSync.sync"
+    if last in JOURNAL_WRITES and ("journal" in name or "memo" in name):
+        return f"Journal.{last}"
     if last == "append" and call.args and isinstance(call.args[0], ast.Constant) \
             and call.args[0].value in TRANSITION_LINES and "audit" in name:
         return f"AuditLog.append({call.args[0].value!r})"
