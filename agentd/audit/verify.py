@@ -5,6 +5,10 @@ reads. The snapshot is taken so that it cannot look broken for that: sidecars ar
 first (their lines were appended before them), then the anchor, then every file is opened
 before any is read (an open file survives its removal), and the current file is read only
 up to its size at that moment. When retention moved the anchor meanwhile, it is read again.
+
+The one seq jump the chain allows is an `audit_gap` line's (agentd found lines missing and wrote
+that down); it is still a problem, as is every `audit_tamper_suspected` line: verify never
+passes a log that was cut, however well agentd carried on after it.
 """
 from __future__ import annotations
 
