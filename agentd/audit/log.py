@@ -47,6 +47,7 @@ class AuditLog:
         self.warnings: list[str] = []  # what start-up found that must be said, not a proof of tampering
         self._expected: Entry | None = None  # the anchor's head, until the first write checked the files
         self._knower = "the anchor"
+        self.signing = ""  # the anchor was unsigned and a key is set: why it is signed from this start on
         self._anchored_at = -ANCHOR_INTERVAL_S
         self._catch_up: asyncio.TimerHandle | None = None
         self._staged: list[dict[str, Any]] = []
@@ -73,11 +74,13 @@ class AuditLog:
             self.append("audit_anchor_created", covers_from_seq=created, note=(
                 "no anchor was found while the log held lines: lines before this one are anchored "
                 "only from here on"))
+        if self.signing:
+            self.append("audit_anchor_signed", note=self.signing)
         for problem in unaudited:
             self.append("audit_tamper_suspected", problem=problem)
         for warning in self.warnings:  # said here: a warning is not a problem the caller reports
             structlog.get_logger("agentd.audit").warning("audit_warning", problem=warning)
-        if self.repaired or created is not None or self.suspect:
+        if self.repaired or created is not None or self.suspect or self.signing:
             self.flush_now()
         self.apply_retention()
         return self
@@ -123,7 +126,11 @@ class AuditLog:
         if anchor is None:
             return self._create_anchor()
         problem = signature_problem(raw or {}, self.anchor.key)
-        if problem:
+        if problem and "hmac" not in (raw or {}):  # signed from now on: said, and verify with the key fails
+            self.signing = (f"{ANCHOR} was not signed: it is signed with AUDIT_HMAC_KEY from here on "
+                            "(the key newly set, or a signed anchor replaced by an unsigned one)")
+            self.warnings.append(self.signing)
+        elif problem:
             self.suspect.append(f"{ANCHOR}: {problem}")
         if anchor.head_seq > 0:
             self._expected, self._knower = Entry(anchor.head_seq, anchor.head_hash), "the anchor"  # see _write

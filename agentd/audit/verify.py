@@ -201,13 +201,19 @@ def _note_event(scan: _Scan, record: dict, where: str) -> None:
     elif event == "audit_gap":
         scan.problems.append(Problem(where, f"a gap in the chain: {record.get('problem')}"))
     elif event == "audit_anchor_created" and record["seq"] > 1:
-        what = (f"the anchor was missing and created anew at seq {record['seq']} over an existing log: "
-                "removed, or the first start of a version without one")
-        if scan.keyed:
-            scan.problems.append(Problem(where, what))
-        else:
-            scan.notes.append(f"WARNING: {where}: {what}; lines before it are not anchored (with "
-                              "AUDIT_HMAC_KEY set this is a problem)")
+        _keyed_warning(scan, where, f"the anchor was missing and created anew at seq {record['seq']} over an "
+                                    "existing log: removed, or the first start of a version without one")
+    elif event == "audit_anchor_signed":
+        _keyed_warning(scan, where, f"the anchor was unsigned until seq {record['seq']}: AUDIT_HMAC_KEY newly "
+                                    "set, or a signed anchor replaced by an unsigned one")
+
+
+def _keyed_warning(scan: _Scan, where: str, what: str) -> None:
+    """What a key would have prevented: a problem when verifying with AUDIT_HMAC_KEY, else a warning."""
+    if scan.keyed:
+        scan.problems.append(Problem(where, what))
+    else:
+        scan.notes.append(f"WARNING: {where}: {what} (verified with AUDIT_HMAC_KEY this is a problem)")
 
 
 def _anchor_problems(anchor: Anchor | None, scan: _Scan, present: set[str]) -> list[Problem]:

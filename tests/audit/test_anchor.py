@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from agentd.audit import AuditLog, verify, verify_report
+from agentd.audit import AuditLog, iter_records, verify, verify_report
 from tests.audit.support import anchor_of, lines_of, make_log, rewrite
 from tests.helpers import AgentdProcess, audit_events, base_env, cli, wait_until
 
@@ -115,6 +115,26 @@ def test_a_shortened_log_with_a_matching_unsigned_anchor_fails_with_the_key(tmp_
     assert verify(log.dir)[1] == []
     _, problems = verify(log.dir, hmac_key=KEY)
     assert problems and "not signed" in problems[0].what
+    # and a keyed start after it signs the forged anchor but says so, so verify with the key still fails
+    reopened = AuditLog(log.dir, hmac_key=KEY).open()
+    reopened.append("startup")
+    reopened.flush_now()
+    assert "hmac" in anchor_of(log.dir) and any("was not signed" in w for w in reopened.warnings)
+    _, problems = verify(log.dir, hmac_key=KEY)
+    assert [p.what for p in problems] == [
+        "the anchor was unsigned until seq 7: AUDIT_HMAC_KEY newly set, or a signed anchor replaced by an unsigned one"]
+    assert "WARNING" in verify_report(log.dir).notes[0]
+
+
+def test_an_anchor_whose_signature_fails_is_tampering_at_start_up(tmp_path: Path) -> None:
+    log = make_log(tmp_path, lines=4, hmac_key=KEY)
+    log.close()
+    anchor = anchor_of(log.dir)
+    anchor["hmac"] = "0" * 64
+    (log.dir / "audit.anchor.json").write_text(json.dumps(anchor))
+    reopened = AuditLog(log.dir, hmac_key=KEY).open()
+    assert any("signature does not match" in p for p in reopened.suspect)
+    assert [r["event"] for r in iter_records(log.dir)][-1] == "audit_tamper_suspected"
 
 
 def test_a_writer_without_the_key_never_unsigns_the_anchor(tmp_path: Path) -> None:
