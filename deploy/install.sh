@@ -5,7 +5,8 @@
 #
 #   user, group   agentd (static system user; via sysusers.d, else useradd)
 #   app           /opt/agentd/venv (pip install of this checkout, not editable)
-#   config        /etc/agentd/agentd.env (0600 root; from .env.example if absent, never overwritten)
+#   config        /etc/agentd/agentd.env (0600 root; from .env.example if absent, never overwritten;
+#                 the unit copies it to /run/agentd at start and reload)
 #   state         /var/lib/agentd (tmpfiles.d: incoming/ 2770 setgid, the rest 0750)
 #   unit          /etc/systemd/system/agentd.service
 #
@@ -113,7 +114,8 @@ install_config() {
         mv "$tmp" "$ENV_FILE"
         say "wrote $ENV_FILE (edit it: LLM_PROVIDER, LLM_API_KEY, ...)"
     fi
-    # It holds secrets: root only. systemd reads it as root (EnvironmentFile=).
+    # It holds secrets: root only. The unit copies it as root for agentd to read (ExecStartPre=+,
+    # ExecReload=+), so a reload sees what changed.
     chown root:root "$ENV_FILE"
     chmod 0600 "$ENV_FILE"
 }

@@ -12,8 +12,7 @@ import sdnotify
 
 from agentd import __version__, logs, schemas
 from agentd.lifecycle import reloading
-from agentd import config as config_mod
-from agentd.config import Config, ConfigError
+from agentd.config import Config
 from agentd.intake.watcher import Candidate, Watcher
 from agentd.llm.base import Provider
 from agentd.server.app import HttpServer, make_app
@@ -225,13 +224,15 @@ class Daemon(HealthView):
                 self.queue.task_done()
 
     async def _handle(self, item: Candidate | Claim) -> None:
+        # the gate was open when the candidate was queued: it may have shut since (asked as then: this
+        # candidate not counted busy, or a trial claim would never be let through)
+        if isinstance(item, Candidate) and self.claim_blocked() is not None:
+            self.watcher.defer(item.path, time.time())  # offered again, to wait at the gate in incoming/
+            return
         self.in_flight += 1  # a claim under way is in flight: a drain waits for it
         self.services.metrics.in_flight.set(self.in_flight)
         try:
             if isinstance(item, Candidate):
-                if self.claim_blocked() is not None:  # the gate opened when it was queued: it may have shut since
-                    self.watcher.defer(item.path, time.time())  # offered again, to wait at the gate
-                    return
                 claim = await self.services.store.claim(item.path, item.workflow)
                 self.watcher.done(item.path)
                 if claim is None:
@@ -361,21 +362,15 @@ class Daemon(HealthView):
     def reload(self) -> None:
         """SIGHUP: re-read the configuration; apply what can change while running, name the rest."""
         self.notifier.notify("RELOADING=1")
-        try:
-            fresh = config_mod.load(self.env_file)
-        except ConfigError as exc:
-            log.error("reload_rejected", variable=exc.variable, problem=exc.problem)
-            self.notifier.notify("READY=1")
-            return
-        fresh, applied, changed = reloading.merge(self.config, fresh)
-        if changed:
-            log.warning("reload_needs_restart", fields=changed, variables=reloading.variables_of(changed))
-        self.config = fresh
-        self.services.reconfigure(fresh)
-        logs.configure(fresh.log_format, fresh.log_level, self.services.redactor)  # the level, the new secrets
-        self.watcher.config = fresh
-        self.services.audit.append("config_reloaded", applied=applied, restart_needed=changed)
-        log.info("config_reloaded", applied=applied, restart_needed=changed)
+        merged = reloading.reread(self.env_file, self.config, log)
+        if merged is not None:
+            fresh, applied, changed = merged
+            self.config = fresh
+            self.services.reconfigure(fresh)
+            logs.configure(fresh.log_format, fresh.log_level, self.services.redactor)  # the level, the new secrets
+            self.watcher.config = fresh
+            self.services.audit.append("config_reloaded", applied=applied, restart_needed=changed)
+            log.info("config_reloaded", applied=applied, restart_needed=changed)
         self.notifier.notify("READY=1")
 
     # -- shutdown ---------------------------------------------------------------------

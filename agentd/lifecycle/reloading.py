@@ -7,8 +7,11 @@ restart: a reload keeps its running value and names it (the log line, the audit 
 from __future__ import annotations
 
 import dataclasses
+import os
+from typing import Any
 
-from agentd.config import VARIABLES, Config
+from agentd import config as config_mod
+from agentd.config import VARIABLES, Config, ConfigError
 
 LIVE_FIELDS = frozenset({
     "admin_token", "llm_api_key", "max_cost_per_run", "daily_budget_usd", "review_confidence",
@@ -44,3 +47,19 @@ def merge(running: Config, fresh: Config) -> tuple[Config, list[str], list[str]]
     secrets = tuple(sorted(set(fresh.secrets) | set(running.secrets), key=len, reverse=True))
     kept = fresh.replace(**{f: getattr(running, f) for f in changed}, secrets=secrets)
     return kept, applied, changed
+
+
+def reread(env_file: str | os.PathLike[str] | None, running: Config, log: Any
+           ) -> tuple[Config, list[str], list[str]] | None:
+    """SIGHUP: the configuration read again (the env file the daemon was started with: under the
+    shipped unit, the copy of /etc/agentd/agentd.env its reload has just made) and merged into the
+    running one, as merge() says; None, logged, when a value is rejected (the running one stays)."""
+    try:
+        fresh = config_mod.load(env_file)
+    except ConfigError as exc:
+        log.error("reload_rejected", variable=exc.variable, problem=exc.problem)
+        return None
+    fresh, applied, changed = merge(running, fresh)
+    if changed:
+        log.warning("reload_needs_restart", fields=changed, variables=variables_of(changed))
+    return fresh, applied, changed

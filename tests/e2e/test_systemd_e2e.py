@@ -163,18 +163,29 @@ def operator_drop_is_archived(m: Machine, admin_token: str) -> None:
     assert meta["outcome"] == "archived" and meta["original_name"] == "invoice-1.txt"
     # The admin token works over loopback (and must not show up in the journal later)
     for method in ("POST", "DELETE"):
-        status = m.run("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", method, "-H",
-                       f"Authorization: Bearer {admin_token}", "http://127.0.0.1:8080/admin/kill-switch").stdout
+        status = admin(m, method, admin_token)
         assert status == "200", (method, status)
 
 
-def reload_keeps_running(m: Machine) -> None:
-    # When the configuration is reloaded (SIGHUP), Then the same process goes on
-    old = main_pid(m)
+def admin(m: Machine, method: str, token: str) -> str:
+    """The HTTP status of /admin/kill-switch for `method` with this bearer token."""
+    return m.run("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", method, "-H",
+                 f"Authorization: Bearer {token}", "http://127.0.0.1:8080/admin/kill-switch").stdout
+
+
+def reload_applies_the_env_file(m: Machine, secrets: dict[str, str]) -> None:
+    # Given the admin token rotated in agentd.env (a live setting)
+    old, rotated = main_pid(m), f"canary-rotated-{uuid.uuid4().hex}"
+    set_env(m, ADMIN_TOKEN=rotated)
+    secrets["ADMIN_TOKEN (rotated)"] = rotated
+    # When the unit is reloaded (SIGHUP), Then the same process goes on
     m.systemctl("reload", "agentd")
     wait_until(lambda: "config_reloaded" in m.journal("-u", "agentd", "-n", "5", "-o", "cat"), 10,
                message="config_reloaded in the journal")
     assert main_pid(m) == old and m.show("agentd", "ActiveState")["ActiveState"] == "active"
+    # and takes the new token, refusing the old one
+    assert admin(m, "POST", rotated) == "200" and admin(m, "DELETE", rotated) == "200"
+    assert admin(m, "POST", secrets["ADMIN_TOKEN"]) == "401"
 
 
 def sigkill_restarts_without_loss(m: Machine) -> float:
@@ -270,7 +281,8 @@ def sandbox_runs_python_and_fences_the_network(m: Machine) -> str:
             m.run("ip", "addr", "add", f"{addr}/{128 if ':' in addr else 32}", "dev", "lo")
     # When the check runs as a copy of the unit (same user, same sandbox, oneshot)
     m.run("sh", "-c", f'sed -e "s/^Type=notify/Type=oneshot/" -e "/^WatchdogSec=/d" -e "/^Restart/d" '
-          f'-e "/^NotifyAccess=/d" -e "/^ExecReload=/d" -e "s|^ExecStart=.*|ExecStart=/opt/agentd/venv/bin/python '
+          f'-e "/^NotifyAccess=/d" -e "/^ExecReload=/d" -e "/^ExecStartPre=/d" -e "/^RuntimeDirectory/d" '
+          f'-e "s|^ExecStart=.*|ExecStart=/opt/agentd/venv/bin/python '
           f'{SHARE}/sandbox_check.py 9999 {" ".join(f"{a}={e}" for a, e in targets.items())}|" {UNIT} '
           "> /etc/systemd/system/agentd-sandbox-check.service")
     m.systemctl("daemon-reload")
@@ -315,7 +327,7 @@ def test_agentd_service_on_a_real_systemd(machine: Machine, tmp_path: Path,
     timings: dict[str, float] = {"boot_s": m.boot_s or 0.0}
     timings.update(install_and_start(m, secrets))                           # 1
     operator_drop_is_archived(m, secrets["ADMIN_TOKEN"])                     # 1
-    reload_keeps_running(m)
+    reload_applies_the_env_file(m, secrets)
     timings["restart_after_sigkill_s"] = sigkill_restarts_without_loss(m)  # 2
     timings["restart_after_watchdog_s"] = watchdog_kills_a_hung_daemon(m)  # 3
     bad_config_fails_once(m)                                                 # 4
