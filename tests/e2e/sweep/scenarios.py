@@ -1,6 +1,7 @@
 """The sweep's drivers: for each scenario of agentd/durable/crash.py, a run that reaches its points.
 
-offline   a letter and a copy of it (the copy reuses the first run's result), the offline provider
+offline   a letter and a copy of it (the copy reuses the first run's result), the offline provider,
+          the audit log rotating every 4 KiB (AGENTD_AUDIT_MAX_BYTES' least)
 model     the same through LLM_PROVIDER=openai against tests/fakellm.py: one paid answer per run
 tool      the agent workflow: the model proposes a notification, the webhook receives it, the model sums up
 review    a note sent to review/, then `agentd review approve` (the CLI) or the console's Approve
@@ -113,14 +114,15 @@ class Scenario:
 
 class Offline(Scenario):
     name = "offline"
+    rotating = {"AGENTD_AUDIT_MAX_BYTES": "4096"}  # the smallest: the audit log rotates during the run
 
     def provoke(self, case: Case) -> tuple[int | None, str]:
         case.drop("letter.txt", LETTER)
         case.drop("letter-copy.txt", LETTER)
-        return first_life(case, {})
+        return first_life(case, dict(self.rotating))
 
     def restart_env(self, case: Case) -> dict[str, str]:
-        return {"AGENTD_REVIEW_CONFIDENCE": "0.99"}  # a letter decided again would go to review/
+        return {"AGENTD_REVIEW_CONFIDENCE": "0.99", **self.rotating}  # a letter decided again would go to review/
 
 
 class Model(Scenario):
