@@ -259,7 +259,9 @@ class AuditLog:
             self._expected = None  # the files hold it
             return []
         event, fields = lost
-        self.suspect.append(fields["problem"])
+        self.suspect.append(fields["problem"])  # at start-up the daemon logs these; later they are logged here
+        if knower == "this writer":
+            structlog.get_logger("agentd.audit").error("audit_tamper_suspected", problem=fields["problem"])
         self._expected, self._knower = expected, knower  # found again by the next write if this one fails
         return [self._record(event, fields, None)]
 

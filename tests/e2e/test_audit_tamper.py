@@ -102,6 +102,8 @@ def test_a_tail_cut_under_a_running_daemon_is_named_by_verify(home: Path) -> Non
     # Then its next line was a gap line naming them, and verify fails
     gap = audit_events(home, "audit_gap")
     assert len(gap) == 1 and "this writer had seen it reach" in gap[0]["problem"]
+    said = [json.loads(line) for line in agent.output().splitlines() if "this writer had seen it reach" in line]
+    assert [(line["event"], line["level"]) for line in said] == [("audit_tamper_suspected", "error")]
     assert (gap[0]["lost_from_seq"], gap[0]["lost_through_seq"]) == (len(before) - 1, len(before))
     code, text = _verify(env)
     assert code == 1 and "a gap in the chain" in text, text
