@@ -14,7 +14,7 @@ from agentd.config import Config
 from agentd.durable.group import GroupSync
 from agentd.spool.deferred import Deferrals
 from agentd.spool.layout import ALL_FOLDERS, Outcome
-from agentd.spool.store import Store
+from agentd.spool.store import Claim, Store
 
 STRANGER = b'{"correlation_id": "someone-else", "note": "another writer\'s sidecar"}\n'
 
@@ -58,13 +58,19 @@ async def make_store(tmp_path: Path) -> AsyncIterator[Any]:
         await sync.close()
 
 
+async def _claimed(make_store: Any, sync: RacingSync, helper: bool, home: Path) -> tuple[Store, Claim]:
+    """A store on `sync` and a claim of incoming/a.txt."""
+    store = await make_store(sync, helper)
+    (home / "incoming" / "a.txt").write_text("a")
+    claim = await store.claim(home / "incoming" / "a.txt", "triage")
+    assert claim is not None
+    return store, claim
+
+
 @pytest.mark.parametrize("helper", [False, True], ids=["thread", "helper"])
 async def test_a_sidecar_name_taken_after_free_name_looked_is_left_alone(
         tmp_path: Path, make_store: Any, helper: bool) -> None:
-    store = await make_store(RacingSync(stranger=True), helper)
-    (tmp_path / "incoming" / "a.txt").write_text("a")
-    claim = await store.claim(tmp_path / "incoming" / "a.txt", "triage")
-    assert claim is not None
+    store, claim = await _claimed(make_store, RacingSync(stranger=True), helper, tmp_path)
     # When another writer puts a.txt.meta.json in archive/ between free_name and the sidecar's write
     final = await store.finish(claim, Outcome.ARCHIVED, {"correlation_id": claim.cid}, {})
     # Then its file is untouched, and the run landed under a free name with its own sidecar
@@ -77,10 +83,7 @@ async def test_a_sidecar_name_taken_after_free_name_looked_is_left_alone(
 @pytest.mark.parametrize("helper", [False, True], ids=["thread", "helper"])
 async def test_a_finish_retried_after_its_sidecar_was_written_keeps_that_sidecar(
         tmp_path: Path, make_store: Any, helper: bool) -> None:
-    store = await make_store(RacingSync(fail_first=True), helper)
-    (tmp_path / "incoming" / "a.txt").write_text("a")
-    claim = await store.claim(tmp_path / "incoming" / "a.txt", "triage")
-    assert claim is not None
+    store, claim = await _claimed(make_store, RacingSync(fail_first=True), helper, tmp_path)
     # Given the sidecar written but the round's fsync failed (the file still in processing/)
     with pytest.raises(OSError):
         await store.finish(claim, Outcome.ARCHIVED, {"correlation_id": claim.cid}, {})
