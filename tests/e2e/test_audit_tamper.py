@@ -157,9 +157,10 @@ TAMPERS: dict[str, tuple[Callable[[Lines], Lines], str]] = {
 }
 
 
+@pytest.mark.parametrize("key", ["", KEY], ids=["no key", "hmac key"])
 @pytest.mark.parametrize("tamper", list(TAMPERS))
-def test_tampering_while_stopped_is_found_after_agentd_ran_again(home: Path, tamper: str) -> None:
-    env = base_env(home)
+def test_tampering_while_stopped_is_found_after_agentd_ran_again(home: Path, tamper: str, key: str) -> None:
+    env = _env(home, key)
     _run_one_file(home, env, "first.txt")
     change, words = TAMPERS[tamper]
     _write(home, change(_lines(home)))
