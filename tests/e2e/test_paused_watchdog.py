@@ -14,7 +14,8 @@ from tests.e2e.test_notify import NotifySocket
 from tests.fakellm import FakeLLM
 from tests.helpers import AgentdProcess, audit_events, cli, sidecar_for, wait_until
 
-STEP_TIMEOUT_S = 2.0
+STEP_TIMEOUT_S = 4.0  # over the workflow's pause between its two calls (TEST_PAUSE_S)
+TOKEN = "watchdog-admin-0123456789"
 STALL_AFTER_S = STEP_TIMEOUT_S + 60  # agentd.server.health: no progress for this long with busy runs
 
 
@@ -25,8 +26,8 @@ def test_a_copy_waiting_on_a_paused_first_run_counts_as_paused_for_the_watchdog(
     try:
         # Given a two-call run whose first answer is paid, and a copy of its content claimed meanwhile
         server = llm_server(usage=(200, 30))
-        agent = daemon(AGENTD_WORKFLOWS=WORKFLOWS, TEST_PAUSE_S="1.5", AGENTD_STEP_TIMEOUT_S=str(STEP_TIMEOUT_S),
-                       NOTIFY_SOCKET=str(notify.path), **server.env())
+        agent = daemon(AGENTD_WORKFLOWS=WORKFLOWS, TEST_PAUSE_S="3", AGENTD_STEP_TIMEOUT_S=str(STEP_TIMEOUT_S),
+                       ADMIN_TOKEN=TOKEN, NOTIFY_SOCKET=str(notify.path), **server.env())
         folder = home / "incoming" / "two_calls"
         folder.mkdir(parents=True, exist_ok=True)
         text = "Dear team, please pay the attached invoice of 120 EUR. Regards, Ann"
@@ -34,8 +35,8 @@ def test_a_copy_waiting_on_a_paused_first_run_counts_as_paused_for_the_watchdog(
         wait_until(lambda: audit_events(home, "llm_call"), timeout=20, message="the first answer paid")
         (folder / "copy.txt").write_text(text)
         wait_until(lambda: agent.health()["in_flight"] == 2, timeout=20, message="both runs in flight")
-        # When the kill switch goes on before the first run's second call
-        assert cli(home, "kill-switch", "on", "--reason", "watchdog test").returncode == 0
+        # When the kill switch goes on (by /admin: at once) before the first run's second call
+        assert agent.request("POST", "/admin/kill-switch", headers={"Authorization": f"Bearer {TOKEN}"})[0] == 200
         # Then both runs count as paused (the copy waits on the paused first one)
         health = wait_until(lambda: (h := agent.health())["paused"] == 2 and h, timeout=20, message="both paused")
         assert health["in_flight"] == 2 and health["status"] == "degraded", health
