@@ -7,6 +7,7 @@ point's own last words on stderr). The summary line at the end of the run says w
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -21,6 +22,10 @@ from tests.helpers import AgentdProcess, audit_events, cli, terminal_files, wait
 from tests.tools.webhook import Webhook
 
 RESTARTS = ("other_config", "kill_switch")
+PAID_RESTARTS = ("budget_spent",)  # only where a run pays: a day cap below what today has already cost
+SPENT_BUDGET_USD = "0.0001"  # below one answer's $0.0002 (tests/fakellm.py's usage at its prices)
+CASES = [(point, restart) for point, p in POINTS.items()
+         for restart in RESTARTS + (PAID_RESTARTS if SCENARIOS[p.scenario].calls_per_run else ())]
 SETTLE_S = 25.0  # how long the second life may take to finish everything
 
 
@@ -59,29 +64,42 @@ def _looked_at(home: Path, claims: set[str], starts: int) -> bool:
     return resumed >= claims - decided and (held or claims <= decided)
 
 
-def _held_by_the_switch(case: Case, scenario: Scenario, env: dict[str, str], checks: Checks) -> AgentdProcess:
-    """Restart with the kill switch on: runs decided before the crash finish, nothing else moves, no
-    model or tool call is made; then the switch goes off."""
-    home = case.home
+def _held(case: Case, scenario: Scenario, env: dict[str, str], checks: Checks) -> AgentdProcess:
+    """Restart held (the kill switch on, or a day cap below what today has cost): runs decided before
+    the crash finish, nothing else moves, no model or tool call is made; then the hold is lifted."""
+    home, hold = case.home, case.restart.replace("_", " ")
     visible, calls, recoverable, claims = _visible(home), scenario.calls(case), _recoverable(home), _claims(home)
-    assert cli(home, "kill-switch", "on", "--reason", "crash sweep").returncode == 0
     starts = len(audit_events(home, "startup"))
-    agent = case.daemon(**env)
-    # the positive signals first: this life has started, says it is held, and ended what was decided
-    wait_until(lambda: len(audit_events(home, "startup")) > starts and agent.health()["status"] == "degraded",
-               message="the restarted daemon degraded by the kill switch")
+    if case.restart == "kill_switch":
+        assert cli(home, "kill-switch", "on", "--reason", "crash sweep").returncode == 0
+        agent = case.daemon(**env)
+        wait_until(lambda: agent.health()["status"] == "degraded", message="the daemon degraded by the kill switch")
+    else:  # this life's cap is not one the others' spend must fit: it may only add nothing
+        agent = case.daemon(**{**env, "DAILY_BUDGET_USD": SPENT_BUDGET_USD})
+    # the positive signals first: this life has started, ended what was decided, and holds the rest
+    wait_until(lambda: len(audit_events(home, "startup")) > starts, message="the restarted daemon's startup line")
     wait_until(lambda: _visible(home) >= recoverable, timeout=SETTLE_S, message="runs decided before the crash ended")
     wait_until(lambda: _looked_at(home, claims, starts), timeout=SETTLE_S,
-               message="every recovered run resumed, and the undecided ones paused by the switch")
-    # a reviewer's decision is no run's work: the switch does not hold its recovery
+               message=f"every recovered run resumed, and the undecided ones held by the {hold}")
+    # a reviewer's decision is no run's work: a hold does not stop its recovery
     decisions = {(folder, name) for sub, name in visible if sub == "review" for folder in ("archive", "failed")}
-    allowed = visible | recoverable | decisions
-    checks.that(_visible(home) <= allowed, "nothing undecided reached a terminal folder while the kill switch is on",
-                _visible(home) - allowed)
-    checks.that(scenario.calls(case) == calls, "no model or tool call while the kill switch is on",
-                (scenario.calls(case), calls))
-    assert cli(home, "kill-switch", "off").returncode == 0
-    return agent
+    moved = _visible(home) - visible - recoverable - decisions
+    if case.restart == "kill_switch":
+        checks.that(not moved, "nothing undecided reached a terminal folder under the kill switch", moved)
+    else:  # a run that needs no new paid call may finish; one whose own cap is spent fails; none fails for the day
+        failed = {name: _reason(home, "failed", name) for folder, name in moved if folder == "failed"}
+        checks.that(set(failed.values()) <= {"run_budget_exceeded"}, "no file failed for the day's budget "
+                    "(they wait in incoming/)", failed)
+    checks.that(scenario.calls(case) == calls, f"no model or tool call under the {hold}", (scenario.calls(case), calls))
+    if case.restart == "kill_switch":
+        assert cli(home, "kill-switch", "off").returncode == 0
+        return agent
+    agent.stop()
+    return case.daemon(**env)
+
+
+def _reason(home: Path, folder: str, name: str) -> str:
+    return str(json.loads((home / folder / f"{name}.meta.json").read_text()).get("reason"))
 
 
 def _settled(case: Case) -> bool:
@@ -92,8 +110,7 @@ def _settled(case: Case) -> bool:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("restart", RESTARTS)
-@pytest.mark.parametrize("point", tuple(POINTS))
+@pytest.mark.parametrize(("point", "restart"), CASES, ids=[f"{p}-{r}" for p, r in CASES])
 def test_a_kill_at_each_crash_point_keeps_every_promise(
         point: str, restart: str, home: Path, daemon: Callable[..., AgentdProcess],
         llm_server: Callable[..., FakeLLM], hook: Webhook) -> None:
@@ -106,11 +123,10 @@ def test_a_kill_at_each_crash_point_keeps_every_promise(
     returncode, output = scenario.provoke(case)
     proves_kill(checks, returncode, output, point)
     before = Decided.read(home)
-    # When agentd restarts with another configuration (and with the kill switch on, then off)
+    # When agentd restarts with another configuration (or held by the kill switch or the day's budget first)
     env = scenario.restart_env(case)
     case.lives.append(env)
-    agent = _held_by_the_switch(case, scenario, env, checks) if restart == "kill_switch" \
-        else daemon(**env)
+    agent = daemon(**env) if restart == "other_config" else _held(case, scenario, env, checks)
     scenario.after_restart(case, agent)
     wait_until(lambda: _settled(case), timeout=SETTLE_S, message="every dropped file in a terminal folder")
     agent.stop()

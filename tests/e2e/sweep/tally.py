@@ -16,8 +16,8 @@ class Tally:
 
     def line(self) -> str:
         failed = f", {len(self.failed)} cases failed ({', '.join(self.failed)})" if self.failed else ""
-        return (f"crash sweep: {len(self.points)} of {len(POINTS)} crash points x {len(self.restarts)} restarts, "
-                f"{self.kills} kills proven, {self.invariants} invariants checked{failed}")
+        return (f"crash sweep: {len(self.points)} of {len(POINTS)} crash points, {self.kills} kills proven "
+                f"(restarts: {', '.join(sorted(self.restarts))}), {self.invariants} invariants checked{failed}")
 
 
 TALLY = Tally()
