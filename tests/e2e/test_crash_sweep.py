@@ -136,3 +136,19 @@ def test_a_kill_at_each_crash_point_keeps_every_promise(
     check_caps(checks, home, found, case.lives, before)
     scenario.check(checks, case, found, before)
     TALLY.failed.remove(f"{point}/{restart}")
+
+
+@pytest.mark.timeout(60)
+def test_a_point_its_scenario_never_reaches_fails_its_case(
+        home: Path, daemon: Callable[..., AgentdProcess], llm_server: Callable[..., FakeLLM], hook: Webhook) -> None:
+    # Given a registered point the offline driver never reaches (a review decision's)
+    case = Case("review_after_record", "other_config", home, daemon, llm_server(), hook)
+    # When the offline scenario runs with it: every file is finished and the daemon lives on
+    returncode, output = SCENARIOS["offline"].provoke(case)
+    # Then the sweep's proof of the kill fails, naming the point, and no kill is counted
+    kills, invariants = TALLY.kills, TALLY.invariants
+    with pytest.raises(AssertionError, match="the process was SIGKILLed"):
+        proves_kill(Checks("review_after_record [offline]"), returncode, output, "review_after_record")
+    assert returncode is None and TALLY.kills == kills
+    assert len([p for paths in terminal_files(home).values() for p in paths]) == 2
+    TALLY.invariants = invariants  # this check was about the sweep, not about agentd
