@@ -10,6 +10,8 @@ from typing import Callable
 import pytest
 
 from agentd.audit import AuditLog
+from tests.fakellm import FakeLLM
+from tests.fakewire import Seen, default_answer
 from tests.helpers import AgentdProcess, audit_events, base_env, cli, sidecar_for, wait_until
 
 KEY = "tamper-hmac-key-71c0ffee"
@@ -205,3 +207,31 @@ def test_a_rotated_file_deleted_while_stopped_is_named_after_agentd_ran_again(ho
     # Then verify names the file
     code, text = _verify(env)
     assert code == 1 and f"{gone.name}: seq" in text and "the file is missing" in text, text
+
+
+def test_a_kill_right_after_an_outcome_line_over_a_mebibyte_is_continued_cleanly(
+        home: Path, llm_server: Callable[..., FakeLLM]) -> None:
+    # Given a model whose answer makes the outcome line 1.5 MiB long, and a kill right after that line
+    people = [f"Person {i:06d} of a very long list of names" for i in range(40_000)]  # schema-valid, 1.6 MiB
+
+    def responder(seen: Seen) -> dict:
+        answer = default_answer(seen)
+        return {**answer, "entities": {**answer["entities"], "people": people}}
+
+    server = llm_server(responder=responder)
+    env = base_env(home, AGENTD_CRASH_AT="after_outcome_line", **server.env())
+    agent = AgentdProcess(home, env).start()
+    (home / "incoming" / "big.txt").write_text("Invoice 1: amount due 2048.00 EUR")
+    assert agent.proc is not None and agent.proc.wait(timeout=30) == -9
+    last = _lines(home)[-1]
+    assert json.loads(last)["event"] == "outcome" and len(last) > 1 << 20
+    # When agentd starts again (no crash point), finishes the file and stops
+    env.pop("AGENTD_CRASH_AT")
+    agent = _run_one_file(home, env, "after.txt")
+    # Then the chain went on from the long line: no false alarm, consecutive seqs, verify clean
+    assert "audit_tamper_suspected" not in agent.output()
+    seqs = _seqs(home)
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert sidecar_for(home, "big.txt")["outcome"] in ("archived", "review")
+    code, text = _verify(env)
+    assert code == 0, text
