@@ -23,8 +23,8 @@ def _claimed_after_switch(home: Path) -> tuple[list[dict], list[dict]]:
 def test_no_queued_candidate_is_claimed_after_the_kill_switch_goes_on(
         home: Path, daemon: Callable[..., AgentdProcess]) -> None:
     # Given a burst of slow files, two at a time in flight and the work queue full behind them
-    agent = daemon(AGENTD_WORKFLOWS=FIXTURE, AGENTD_CONCURRENCY="2", TEST_SLOW_STEP_S="1.5")
-    names = drop_letters(home, 12, prefix="burst", folder="slow")
+    agent = daemon(AGENTD_WORKFLOWS=FIXTURE, AGENTD_CONCURRENCY="2", TEST_SLOW_STEP_S="5")
+    names = drop_letters(home, 8, prefix="burst", folder="slow")
     wait_until(lambda: (h := agent.health())["in_flight"] == 2 and h["work_queue"]["size"] == 2, timeout=20,
                message="two in flight and two queued")
     # When the kill switch goes on mid-burst
