@@ -31,11 +31,16 @@ def credential_shaped(value: str) -> bool:
     date, and varied enough (Shannon entropy per character): `Basic functionality`, `Bearer
     Instruments`, `Basic 2048.00` stay; `Basic dXNlcjpwYXNz`, `Bearer eyJhbGciOi...` go."""
     body = value.rstrip("=")
-    if len(body) < MIN_TOKEN_CHARS or _WORDS.fullmatch(body) or _NUMBER.fullmatch(body):
+    if len(body) < MIN_TOKEN_CHARS or _WORDS.fullmatch(body) or _amount_or_date(body):
         return False
     counts = Counter(body)
     bits = -sum(n / len(body) * math.log2(n / len(body)) for n in counts.values())
     return bits >= MIN_TOKEN_BITS_PER_CHAR
+
+
+def _amount_or_date(value: str) -> bool:
+    """Digits with separators (2048.00, 2024-01-15) or a count; 16 bare digits or more are a token."""
+    return bool(_NUMBER.fullmatch(value)) and (len(value) < 16 or any(c in ".,:/-" for c in value))
 
 
 def _scheme_token(match: re.Match[str]) -> str:

@@ -198,7 +198,7 @@ PROSE_AFTER_SCHEME = ["Basic functionality is included", "Bearer bonds and Beare
                       "Bearer docs.example.com", "BASIC INFORMATION", "Basic well-known-terms"]
 CREDENTIALS_AFTER_SCHEME = ["Basic dXNlcjpwYXNzd29yZA==", "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig0",
                             "bearer 9f86d081884c7d659a2feaa0c55ad015", "BASIC QWxhZGRpbjpvcGVu",
-                            "Bearer rev-tok-aaaa1111"]
+                            "Bearer rev-tok-aaaa1111", "Bearer 738261940573826194057382"]
 
 
 @pytest.mark.parametrize("text", PROSE_AFTER_SCHEME)
