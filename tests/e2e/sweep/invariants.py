@@ -68,15 +68,28 @@ class Decided:
     outcomes: dict[str, str] = field(default_factory=dict)
     reviews: dict[str, str] = field(default_factory=dict)
     unanswered: dict[str, float] = field(default_factory=dict)
+    records: dict[str, str] = field(default_factory=dict)  # cid -> kind of a move recorded, not finished
 
     @classmethod
     def read(cls, home: Path) -> "Decided":
         return cls({e["correlation_id"]: FOLDER_OF[e["outcome"]] for e in audit_events(home, "outcome")},
                    {e["correlation_id"]: FOLDER_OF[e["outcome"]] for e in audit_events(home, "review_decision")},
-                   unanswered_model_intents(home))
+                   unanswered_model_intents(home), transition_records(home))
 
     def folder_of(self, cid: str) -> str | None:
         return self.reviews.get(cid) or self.outcomes.get(cid)
+
+
+def transition_records(home: Path) -> dict[str, str]:
+    """The review decisions and requeues recorded in state/transitions/ and not finished: cid -> kind."""
+    found = {}
+    for path in sorted((home / "state" / "transitions").glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except ValueError:
+            continue  # a record the kill cut: never taken (it is written to a temporary name first)
+        found[str(record.get("cid"))] = str(record.get("kind"))
+    return found
 
 
 def sha256_of(path: Path) -> str:

@@ -231,8 +231,11 @@ class Review(Scenario):
         super().check(checks, case, found, before)
         second = case.notes["second"]
         folder, meta = found["note.txt"]
+        cid = case.notes["cid"]
+        if cid in before.reviews or before.records.get(cid) == "review":
+            checks.that(second.returncode != 0, "a decision recorded before the kill holds: the second is refused",
+                        (second.returncode, second.stdout[-300:]))
         if second.returncode == 0:  # the first decision was undone: the second one decides
-            checks.that(case.notes["cid"] not in before.reviews, "a decision logged before the crash is not redone")
             checks.that(folder == "failed", "the second decision (reject) is where the file is", folder)
         else:
             checks.that("already decided" in second.stderr + second.stdout, "the second decision is refused "
