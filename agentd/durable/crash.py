@@ -1,10 +1,12 @@
 """The crash points: every durable step of every transition, by name, in one registry.
 
 A test names a point in AGENTD_CRASH_AT and the process (the daemon, or the CLI deciding a review
-item) SIGKILLs itself right there; never set in production. `tests/e2e/test_crash_sweep.py`
-enumerates POINTS and kills agentd at each one; a `crash_point(config, name)` call whose name is
-not registered here raises, and a registered point the sweep does not reach fails the suite, so a
-new durable step cannot escape the test.
+item or requeueing a file) writes one line naming the point to stderr and SIGKILLs itself right
+there; never set in production. `tests/e2e/test_crash_sweep.py` enumerates POINTS and kills agentd
+at each one (the line is its proof that the kill came at that point); a `crash_point(config, name)`
+call whose name is not registered here raises, a registered point the sweep does not reach fails
+the suite, and tests/durable/test_crash_registry.py finds durable steps in agentd/ that no point
+names, so a new durable step cannot escape the test.
 
 Each point says which scenario of the sweep reaches it (`scenario`) and what is on disk when the
 process dies there (`leaves`): docs/durability.md is the same table, in write order.
