@@ -1,11 +1,11 @@
-"""A step's model asks and tool calls: the journal keys, the sync points, refused tool calls."""
+"""A step's model asks and tool calls: the journal keys, refused tool calls (the sync points are the
+gateway's intents and the toolbox's)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from agentd.errors import NeedsReview, PolicyError
 from agentd.llm.base import LLMRequest, is_tool_call_answer
-from agentd.durable.journal import MISSING
 
 if TYPE_CHECKING:
     from agentd.run.context import RunCore
@@ -19,8 +19,7 @@ async def ask(core: "RunCore", *, task: str, system: str, document: str, schema:
     request = LLMRequest(task=task, system=system, document=document, schema=schema, schema_name=task,
                          instructions=instructions, tools=tools,
                          max_tokens=max_tokens or core.config.llm_max_output_tokens)
-    if core.journal.get(key) is MISSING:  # a call will go out: earlier answers are on disk first
-        await core.journal.flush()
+    # a paid call's intent is fsynced before its request leaves, and the journal's earlier answers with it
     assert core.ask_model is not None
     answer = await core.ask_model(core, request, key)
     if is_tool_call_answer(answer) and not tools:

@@ -8,6 +8,7 @@ it did), and the store finishes the rest, shielded from cancellation.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import stat
@@ -218,7 +219,12 @@ class Pipeline:
 
     async def _read(self, core: RunCore) -> None:
         """Read the claimed file without following links or blocking on special files."""
-        fd = os.open(core.claim.data, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            fd = os.open(core.claim.data, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:  # swapped for a link or a socket since the claim: the file's fault, not the disk's
+            if exc.errno in (errno.ELOOP, errno.ENXIO):
+                raise DataError("not_a_regular_file", "only regular files are processed") from None
+            raise
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):

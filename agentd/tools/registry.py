@@ -115,11 +115,12 @@ class ToolBox:
         timeout_s = tool.timeout_s or self.config.tool_timeout_s
         await self._take_token(call, tool, timeout_s)
         await run.claim.durable()  # the claim and every earlier answer on disk before anything acts
-        await run.journal.flush()
         if tool.side_effect:
             run.journal.mark_precious()  # from here on the journal is on disk: a resume replays, never repeats
-            await run.journal.put(intent_key, {"tool": name, "key": call.key})
+            await run.journal.put(intent_key, {"tool": name, "key": call.key})  # fsynced, earlier answers too
             crash_point(self.config, "after_tool_intent")
+        else:
+            await run.journal.flush()
         try:
             self.guards.before("tool_effect", call)  # the kill switch and the budget, after the waits
         except BaseException:
