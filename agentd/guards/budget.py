@@ -126,23 +126,24 @@ class Budget:
                     self.dirty = True
         return audited
 
-    def charge_unanswered(self, cid: str, intent: str, worst_usd: Decimal, day: str) -> bool:
+    def charge_unanswered(self, cid: str, intent: str, worst_usd: Decimal, day: str) -> tuple[bool, list[int]]:
         """A model intent its run found unanswered: spent at its worst case, on its day and by its run, once.
 
-        True when the audit log already has its llm_call line (no second line is written)."""
+        (True when the audit log already has its llm_call line: no second line is written; the alert
+        percents newly crossed)."""
         key = (cid, intent)
         run = self._runs.get(cid)
         if run is not None:
             run.spent += worst_usd
         if key in self._audited:
             self._audited.discard(key)
-            return True
+            return True, []
         held = self._recovered.pop(key, None)
         if held is not None:
             self.reserved[held.day] = self.reserved.get(held.day, ZERO) - held.amount
         self.spent[day] = self.spent.get(day, ZERO) + worst_usd
         self.dirty = True
-        return False
+        return False, self._crossed(day)
 
     def start_run(self, cid: str, spent: Decimal = ZERO) -> None:
         """Begin tracking a run; `spent` is what it already cost before a restart."""
@@ -179,15 +180,20 @@ class Budget:
         day = reservation.day
         self.reserved[day] = self.reserved.get(day, ZERO) - reservation.amount
         self.spent[day] = self.spent.get(day, ZERO) + actual_usd
-        crossed: list[int] = []
-        if self.daily_budget_usd > 0 and day == self.day:
-            used = self.spent[day] / self.daily_budget_usd * 100
-            alerted = self.alerted.setdefault(day, [])
-            crossed = [p for p in ALERT_PERCENTS if used >= p and p not in alerted]
-            alerted += crossed
+        crossed = self._crossed(day)
         if actual_usd or crossed:
             self.dirty = True  # saved by the daemon's tick; the audit log has every call meanwhile
         self._forget_old_days()
+        return crossed
+
+    def _crossed(self, day: str) -> list[int]:
+        """The alert percents of today's budget newly crossed by what `day` spent (none for another day)."""
+        if self.daily_budget_usd <= 0 or day != self.day:
+            return []
+        used = self.spent.get(day, ZERO) / self.daily_budget_usd * 100
+        alerted = self.alerted.setdefault(day, [])
+        crossed = [p for p in ALERT_PERCENTS if used >= p and p not in alerted]
+        alerted += crossed
         return crossed
 
     def _forget_old_days(self) -> None:
@@ -254,7 +260,7 @@ class BudgetGuard(Guard):
         """A request that was out when the process died: billed or not, it counts at its worst case."""
         worst = Decimal(str(intent.get("worst_usd", "0")))
         day = str(intent.get("day") or self.budget.day)
-        audited = self.budget.charge_unanswered(run.cid, str(intent["id"]), worst, day)
+        audited, crossed = self.budget.charge_unanswered(run.cid, str(intent["id"]), worst, day)
         fields = dict(provider=intent.get("provider"), model=intent.get("model"),
                       tokens_in=int(intent.get("tokens_in", 0)), tokens_out=int(intent.get("tokens_out", 0)),
                       attempt=intent.get("attempt"), status="unanswered")
@@ -263,6 +269,8 @@ class BudgetGuard(Guard):
                               started_at=intent.get("at"), cost_known=False, intent=intent["id"], cost_usd=worst,
                               run_cost_usd=run.cost_usd + worst, **fields)
         run.journal.note_call(precious=True, intent=intent["id"], cost_usd=str(worst), **fields)
+        for percent in crossed:
+            self.on_alert(percent)
         log.warning("llm_call_unanswered", intent=intent["id"], model=intent.get("model"), cost_usd=float(worst),
                     note="the request was out when agentd stopped: counted at its reservation")
 

@@ -280,3 +280,17 @@ async def test_an_intent_the_audit_log_already_charged_is_not_held_or_charged_ag
     # Then the day keeps the one charge the audit log has; the run counts the call (at its worst case)
     assert b.spent_today == D("0.02") and len(parts.events("llm_call")) == 1
     assert run.journal.unanswered() == [] and b.run_spent(run.cid) == D("0.30")
+
+
+async def test_a_charged_unanswered_intent_alerts_like_any_call_and_the_day_stops_tool_calls(parts: Parts) -> None:
+    await _crashed_with_a_request_out(parts)
+    b = _restarted(parts, daily="0.35")  # 0.30 of 0.35: past 80 %
+    guard = BudgetGuard(b, parts.audit)
+    guard.before_run(parts.run(resumed=True))
+    assert [e["percent"] for e in parts.events("budget_alert")] == [50, 80]
+    # and a tool call that waited while a refused call showed the day spent stops right before it acts
+    with pytest.raises(Paused):
+        b.reserve("another-run", D("0.10"))
+    with pytest.raises(Paused) as paused:
+        guard.before_tool_effect(ToolCall(run=parts.run(cid="b" * 32), name="echo", params={}))
+    assert paused.value.reason == "daily_budget_exhausted"
