@@ -12,6 +12,7 @@ import stat
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 from urllib.parse import quote, unquote_to_bytes
 
 INCOMING, PROCESSING, ARCHIVE, FAILED, REVIEW = "incoming", "processing", "archive", "failed", "review"
@@ -134,11 +135,17 @@ def data_of(sidecar: Path) -> Path:
     return sidecar.with_name(sidecar.name[: -len(SIDECAR)])
 
 
-def free_name(directory: Path, name: str, cid: str, reserved: set[Path] | frozenset[Path] = frozenset()) -> Path:
-    """`name` if it and its sidecar are free in `directory`, else name-<cid8>[-n]; always short enough."""
+def free_name(directory: Path, name: str, cid: str, reserved: set[Path] | frozenset[Path] = frozenset(),
+              ours: Callable[[Path], bool] = lambda sidecar: False) -> Path:
+    """`name` if it and its sidecar are free in `directory`, else name-<cid8>[-n]; always short enough.
+
+    A name whose file is free and whose sidecar `ours` owns (the run's earlier try, cut by a crash or
+    a disk error) counts as free: the run goes on where it stopped, leaving no sidecar behind."""
     def taken(candidate: str) -> bool:
-        path = directory / candidate
-        return path in reserved or os.path.lexists(path) or os.path.lexists(directory / (candidate + SIDECAR))
+        path, sidecar = directory / candidate, directory / (candidate + SIDECAR)
+        if path in reserved or os.path.lexists(path):
+            return True
+        return os.path.lexists(sidecar) and not ours(sidecar)
 
     if len(os.fsencode(name + SIDECAR)) <= NAME_MAX and not name.endswith(SIDECAR) and not taken(name):
         return directory / name

@@ -253,7 +253,7 @@ class Store:
         meta = {**(logged.get("sidecar") or {}), "audit_seq": logged["seq"], "audit_hash": logged["hash"]}
         in_processing = os.path.lexists(claim.data)  # not after a retry whose rename was done
         if in_processing and os.path.lexists(final) and not _is_ours(final, claim.cid):
-            final = free_name(target_dir, final.name, claim.cid, self._reserved)  # a stranger took the name
+            final = self._next_name(claim, final)  # a stranger took the name
         # a run that never wrote its journal has none on disk (a recovered claim's is looked for)
         unwritten = claim.journal is not None and not claim.journal.precious
         journal = [] if unwritten or not os.path.exists(claim.journal_path) else [claim.journal_path]
@@ -285,8 +285,14 @@ class Store:
                 if _is_ours(meta_path, claim.cid, sidecar=True):
                     return final  # written before a crash or a failed fsync: the same record
                 log.warning("sidecar_name_taken", file=display_name(meta_path.name))
-                final = free_name(final.parent, final.name, claim.cid, self._reserved)
+                final = self._next_name(claim, final)
         raise OSError(f"no free sidecar name in {final.parent} for {display_name(final.name)}")
+
+    def _next_name(self, claim: Claim, final: Path) -> Path:
+        """The name a run takes when a stranger holds `final` (its file or sidecar): the same one a try
+        before a crash took, whose sidecar is the run's own."""
+        return layout.free_name(final.parent, final.name, claim.cid, self._reserved,
+                                ours=lambda sidecar: _is_ours(sidecar, claim.cid, sidecar=True))
 
     def keep_journal(self, path: Path) -> None:
         """Move a finished run's journal to logs/journals/<cid>.journal.jsonl (`agentd replay` serves from it)."""

@@ -23,9 +23,9 @@ class RacingSync(GroupSync):
     """A real GroupSync; another writer creates the file of the first write right before its round
     (after free_name looked), or the first round's fsyncs fail after its write (ENOSPC)."""
 
-    def __init__(self, stranger: bool = False, fail_first: bool = False) -> None:
+    def __init__(self, stranger: bool = False, fail_at: int = 0) -> None:
         super().__init__(enabled=True)
-        self.stranger, self.fail_first, self.writes = stranger, fail_first, 0
+        self.stranger, self.fail_at, self.writes = stranger, fail_at, 0
 
     async def sync(self, paths: Any, write: Any = None) -> None:
         if write is not None:
@@ -33,7 +33,7 @@ class RacingSync(GroupSync):
             if self.stranger and self.writes == 1:
                 Path(write[0]).write_bytes(STRANGER)
         await super().sync(paths, write)
-        if self.fail_first and write is not None and self.writes == 1:
+        if write is not None and self.writes == self.fail_at:
             raise OSError(28, "No space left on device")
 
 
@@ -83,7 +83,7 @@ async def test_a_sidecar_name_taken_after_free_name_looked_is_left_alone(
 @pytest.mark.parametrize("helper", [False, True], ids=["thread", "helper"])
 async def test_a_finish_retried_after_its_sidecar_was_written_keeps_that_sidecar(
         tmp_path: Path, make_store: Any, helper: bool) -> None:
-    store, claim = await _claimed(make_store, RacingSync(fail_first=True), helper, tmp_path)
+    store, claim = await _claimed(make_store, RacingSync(fail_at=1), helper, tmp_path)
     # Given the sidecar written but the round's fsync failed (the file still in processing/)
     with pytest.raises(OSError):
         await store.finish(claim, Outcome.ARCHIVED, {"correlation_id": claim.cid}, {})
@@ -92,3 +92,20 @@ async def test_a_finish_retried_after_its_sidecar_was_written_keeps_that_sidecar
     final = await store.finish(claim, Outcome.ARCHIVED, {"correlation_id": claim.cid}, {})
     assert final == tmp_path / "archive" / "a.txt" and final.read_text() == "a"
     assert sorted(os.listdir(tmp_path / "archive")) == ["a.txt", "a.txt.meta.json"]
+
+
+@pytest.mark.parametrize("helper", [False, True], ids=["thread", "helper"])
+async def test_a_finish_retried_after_it_moved_off_a_strangers_name_goes_on_under_that_name(
+        tmp_path: Path, make_store: Any, helper: bool) -> None:
+    # Given a finish that found a stranger's sidecar, wrote its own under a-<cid8>.txt, and then failed
+    # (its fsync: ENOSPC; a crash there leaves the same), the file still in processing/
+    store, claim = await _claimed(make_store, RacingSync(stranger=True, fail_at=2), helper, tmp_path)
+    with pytest.raises(OSError):
+        await store.finish(claim, Outcome.ARCHIVED, {"correlation_id": claim.cid}, {})
+    # When it is finished again (the outcome line names a.txt, as recovery reads it)
+    final = await store.finish(claim, Outcome.ARCHIVED, {"correlation_id": claim.cid}, {})
+    # Then it lands under the name its earlier try took: one sidecar of its own, none left over
+    assert final.name == f"a-{claim.cid[:8]}.txt" and final.read_text() == "a"
+    assert sorted(os.listdir(tmp_path / "archive")) == sorted(["a.txt.meta.json", final.name,
+                                                               final.name + ".meta.json"])
+    assert (tmp_path / "archive" / "a.txt.meta.json").read_bytes() == STRANGER
