@@ -13,7 +13,9 @@ import pytest
 
 from agentd.durable.group import GroupSync
 from agentd.durable.journal import Journal
+from agentd.errors import Paused
 from agentd.guards.budget import Budget, BudgetGuard
+from agentd.guards.killswitch import KillSwitchGuard
 from tests.fakellm import Seen
 from tests.fakewire import OK
 from tests.fullfs import fill, small_disk  # noqa: F401  (small_disk: the fixture)
@@ -78,3 +80,30 @@ async def test_a_paid_answer_survives_a_full_disk_in_memory_and_is_not_bought_ag
     await h.run.journal.put("step:classify", paid)  # the next write takes what waited in memory along
     kinds = [e.get("type", e.get("key")) for e in _lines(journal)]
     assert kinds == ["intent", "call", "classify:ask:1", "step:classify"]
+
+
+class _SwitchDuringFsync(GroupSync):
+    """The real group commit; the kill switch is engaged while it runs (an operator at that moment)."""
+
+    def __init__(self, engage: Callable[[], Any]):
+        super().__init__()
+        self.engage = engage
+
+    async def sync(self, paths: Any, write: Any = None) -> None:
+        await super().sync(paths, write)
+        self.engage()
+
+
+async def test_the_kill_switch_engaged_while_the_intent_is_fsynced_stops_the_request(
+        harness: Callable[..., Any], tmp_path: Path) -> None:
+    h: Harness = await harness()
+    kill = h.gateway.guards.of(KillSwitchGuard).kill
+    engage = lambda: kill.set(True, h.gateway.audit, reason="incident", by="ops")  # noqa: E731
+    h.run = FakeRun("cid-1", "triage", Journal(tmp_path / "switched.jsonl", _SwitchDuringFsync(engage)))
+    with pytest.raises(Paused) as paused:
+        await h.gateway.structured(h.run, REQUEST, "classify:ask:1")
+    # Then the request never reached the server, nothing is held or charged, the intent is voided
+    assert paused.value.reason == "kill_switch" and h.server.count() == 0 and h.calls() == []
+    assert _budget(h).reserved_today == 0 and _budget(h).run_spent(h.run.cid) == 0
+    assert [e["type"] for e in _lines(h.run.journal.path)] == ["intent", "void"]
+    assert Journal(h.run.journal.path, None).unanswered() == []
