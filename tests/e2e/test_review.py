@@ -282,3 +282,21 @@ def test_an_unreadable_transition_record_is_set_aside_and_nothing_moves(home: Pa
     assert listed.returncode == 0 and ambiguous["correlation_id"][:12] in listed.stdout  # still waiting
     assert sorted(p.name for p in records.iterdir()) == [f".{ambiguous['correlation_id']}.json.unreadable"]
     assert placed(home)["review"] == ["invoice.txt", "invoice.txt.meta.json"]
+
+
+def test_requeue_failed_killed_mid_list_moves_every_file_once(home: Path) -> None:
+    (home / "failed").mkdir(parents=True)
+    for n in range(3):
+        (home / "failed" / f"doc-{n}.txt").write_text(f"document {n}\n")
+        (home / "failed" / f"doc-{n}.txt.meta.json").write_text(json.dumps(
+            {"correlation_id": f"{n:02d}" + "ab" * 15, "workflow": "triage", "original_name": f"doc-{n}.txt",
+             "outcome": "failed", "reason": "extract_timeout", "error_class": "data"}))
+    killed = cli(home, "requeue", "--failed", AGENTD_CRASH_AT="requeue_after_rename")
+    assert killed.returncode == -9 and len(placed(home)["incoming"]) == 1  # the first one moved, then the kill
+
+    again = cli(home, "requeue", "--failed")
+
+    assert again.returncode == 0, again.stderr
+    assert placed(home)["incoming"] == ["doc-0.txt", "doc-1.txt", "doc-2.txt"] and placed(home)["failed"] == []
+    assert sorted(e["file"] for e in audit_events(home, "requeued")) == ["doc-0.txt", "doc-1.txt", "doc-2.txt"]
+    assert placed(home)["state/transitions"] == []
