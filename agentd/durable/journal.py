@@ -19,6 +19,7 @@ stays pending until a later write gets it to disk; only `put` and `intend` raise
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from agentd.durable.group import GroupSync
+from agentd.durable.sync_worker import fsync_path
 
 MISSING = object()
 SUFFIX = ".journal.jsonl"  # processing/.<cid>.journal.jsonl (agentd.spool.layout.JOURNAL_SUFFIX)
@@ -146,7 +148,27 @@ class Journal:
 
     async def _sync(self) -> None:
         if self.sync is not None:
-            await self.sync.sync(self._sync_paths())
+            paths = self._sync_paths()
+            try:
+                await self.sync.sync(paths)
+            except OSError:
+                self._new_file = self._new_file or len(paths) > 1  # its folder is fsynced by the next try
+                raise
+
+    async def _sync_now(self) -> None:
+        """fdatasync the journal (and its new folder entry) in a worker thread, at once.
+
+        For an intent, which holds its request until it is on disk: a group commit's round may be
+        busy with other runs' claims and outcomes: waiting behind it cost bench/concurrency.py (a 100 ms
+        model, 16 in flight) 13 % of its speed, a thread of its own about 1 %."""
+        if self.sync is None or not self.sync.enabled or self._fd is None:
+            return
+        paths, fd = self._sync_paths(), os.dup(self._fd)  # its own descriptor: a cancelled run may close ours
+        try:
+            await asyncio.to_thread(_datasync, fd, paths[1:])
+        except OSError:
+            self._new_file = self._new_file or len(paths) > 1  # its folder is fsynced by the next try
+            raise
 
     def mark_precious(self) -> None:
         """From now on everything is written: what follows must not be repeated."""
@@ -194,7 +216,7 @@ class Journal:
         self._append(entry)
         self._raise_unwritten()
         self.unsynced = False  # the answers before it are fsynced with it
-        await self._sync()
+        await self._sync_now()
         return intent_id
 
     def void(self, intent_id: str) -> None:
@@ -231,6 +253,15 @@ class Journal:
     def tokens(self) -> dict[str, int]:
         return {"input": sum(int(c.get("tokens_in", 0)) for c in self.calls),
                 "output": sum(int(c.get("tokens_out", 0)) for c in self.calls)}
+
+
+def _datasync(fd: int, folders: list[Path]) -> None:
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    for folder in folders:
+        fsync_path(folder)
 
 
 def unanswered_in(folder: Path) -> Iterator[tuple[str, dict[str, Any]]]:

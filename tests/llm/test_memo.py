@@ -82,15 +82,15 @@ async def test_a_paid_answer_survives_a_full_disk_in_memory_and_is_not_bought_ag
     assert kinds == ["intent", "call", "classify:ask:1", "step:classify"]
 
 
-class _SwitchDuringFsync(GroupSync):
-    """The real group commit; the kill switch is engaged while it runs (an operator at that moment)."""
+class _SwitchDuringFsync(Journal):
+    """The real journal; the kill switch is engaged while its intent is fsynced (an operator at that moment)."""
 
-    def __init__(self, engage: Callable[[], Any]):
-        super().__init__()
+    def __init__(self, path: Path, engage: Callable[[], Any]):
+        super().__init__(path, GroupSync())
         self.engage = engage
 
-    async def sync(self, paths: Any, write: Any = None) -> None:
-        await super().sync(paths, write)
+    async def _sync_now(self) -> None:
+        await super()._sync_now()
         self.engage()
 
 
@@ -99,7 +99,7 @@ async def test_the_kill_switch_engaged_while_the_intent_is_fsynced_stops_the_req
     h: Harness = await harness()
     kill = h.gateway.guards.of(KillSwitchGuard).kill
     engage = lambda: kill.set(True, h.gateway.audit, reason="incident", by="ops")  # noqa: E731
-    h.run = FakeRun("cid-1", "triage", Journal(tmp_path / "switched.jsonl", _SwitchDuringFsync(engage)))
+    h.run = FakeRun("cid-1", "triage", _SwitchDuringFsync(tmp_path / "switched.jsonl", engage))
     with pytest.raises(Paused) as paused:
         await h.gateway.structured(h.run, REQUEST, "classify:ask:1")
     # Then the request never reached the server, nothing is held or charged, the intent is voided
