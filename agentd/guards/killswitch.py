@@ -12,7 +12,7 @@ import getpass
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from agentd import logs
 from agentd.audit import AuditLog, utcnow_iso
@@ -30,6 +30,8 @@ class KillSwitch:
         self.path = state_dir / FILE
         self._stamp: tuple[int, int] | None = None
         self.state: dict[str, Any] = {"engaged": False}
+        self.problem: str | None = None  # why the file counts as engaged although it does not say so
+        self.on_problem: Callable[[str], None] = lambda why: None  # the daemon's guard logs it
         self.refresh()
 
     @property
@@ -48,6 +50,9 @@ class KillSwitch:
         self._stamp = stamp
         before = self.engaged
         self.state = _read(self.path) if stamp else {"engaged": False}
+        self.problem = self.state["reason"] if self.state.get("failing_safe") else None
+        if self.problem:
+            self.on_problem(self.problem)
         return before != self.engaged
 
     def set(self, engaged: bool, audit: AuditLog, reason: str = "", by: str | None = None) -> dict[str, Any]:
@@ -79,8 +84,7 @@ def _failing_safe(path: Path, why: str) -> dict[str, Any]:
         since = iso_utc(path.stat().st_mtime)
     except OSError:
         since = utcnow_iso()
-    log.error("kill_switch_file_malformed", path=str(path), reason=f"{why}: failing safe")
-    return {"engaged": True, "reason": f"{why}: failing safe", "by": str(path), "at": since}
+    return {"engaged": True, "reason": f"{why}: failing safe", "by": str(path), "at": since, "failing_safe": True}
 
 
 def _who() -> str:
@@ -95,6 +99,12 @@ class KillSwitchGuard(Guard):
 
     def __init__(self, kill: KillSwitch):
         self.kill = kill
+        kill.on_problem = self._report  # in the daemon's log (a CLI's stdout stays its answer)
+        if kill.problem:
+            self._report(kill.problem)
+
+    def _report(self, why: str) -> None:
+        log.error("kill_switch_file_malformed", path=str(self.kill.path), reason=why)
 
     def blocks(self, kind: Kind) -> str | None:
         return "kill_switch" if self.kill.engaged else None

@@ -105,6 +105,8 @@ def test_a_kill_switch_file_that_is_not_an_object_engages_it_and_never_crash_loo
     assert "not an object" in health["kill_switch"]["reason"]
     shown = cli(None, "kill-switch", "status", env=agent.env)
     assert shown.returncode == 0 and "ON" in shown.stdout and "not an object" in shown.stdout
+    as_json = json.loads(cli(None, "kill-switch", "status", "--json", env=agent.env).stdout)  # stdout: only JSON
+    assert as_json["engaged"] is True and as_json["failing_safe"] is True
     # and the file waits (a probe of the gate: the switch released by the CLI lets it through)
     assert (home / "incoming" / "held.txt").exists() and not any(terminal_files(home).values())
     assert cli(None, "kill-switch", "off", env=agent.env).returncode == 0
