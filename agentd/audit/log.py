@@ -7,7 +7,7 @@ import hashlib
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import structlog
 
@@ -16,6 +16,7 @@ from agentd.audit.chain import CURRENT, GENESIS, Entry, canonical, iso_of
 from agentd.audit.files import first_record, last_record_of
 from agentd.audit.head import last_of_rotated, lost_lines, read_tail
 from agentd.audit.redact import Redactor
+from agentd.durable.crash import crash_point
 from agentd.durable.group import GroupSync
 
 DAY_S = 86400.0
@@ -28,7 +29,8 @@ class AuditLog:
 
     def __init__(self, logs_dir: Path, redactor: Redactor | None = None,
                  sync: GroupSync | None = None, max_bytes: int = 64 * 1024 * 1024,
-                 keep_days: int = 0, hmac_key: str = "", clock: Any = time.time):
+                 keep_days: int = 0, hmac_key: str = "", clock: Any = time.time,
+                 crash: Callable[[str], None] = lambda point: None):
         self.dir = logs_dir
         self.path = logs_dir / CURRENT
         self.redact = redactor or Redactor()
@@ -36,6 +38,7 @@ class AuditLog:
         self.max_bytes = max_bytes
         self.keep_days = keep_days
         self.clock = clock
+        self.crash = crash  # agentd.durable.crash_point with the process's config (tests only)
         self.anchor = AnchorStore(logs_dir, hmac_key, fsync=self.sync.enabled)
         self.anchor_error: OSError | None = None
         self._fd: int | None = None
@@ -272,6 +275,7 @@ class AuditLog:
         target = self.dir / f"audit-{int(first['seq']):012d}.jsonl"
         os.fsync(self._fd)  # type: ignore[arg-type]
         os.rename(self.path, target)
+        self.crash("after_audit_rotate")  # no live file until the next open: start opens one
         old = self._fd
         self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
@@ -369,4 +373,5 @@ def open_for(config: Any, redactor: Redactor | None = None, sync: GroupSync | No
     """The audit log of a Config (logs_dir, audit_max_bytes, audit_keep_days, audit_hmac_key), opened."""
     config.logs_dir.mkdir(parents=True, exist_ok=True)
     return AuditLog(config.logs_dir, redactor or Redactor(config.secrets), sync, config.audit_max_bytes,
-                    keep_days=config.audit_keep_days, hmac_key=config.audit_hmac_key).open()
+                    keep_days=config.audit_keep_days, hmac_key=config.audit_hmac_key,
+                    crash=lambda point: crash_point(config, point)).open()

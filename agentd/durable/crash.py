@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # the sweep's drivers: which kind of run reaches a point
-SCENARIOS = ("offline", "model", "tool", "review", "requeue")
+SCENARIOS = ("offline", "model", "waiting", "tool", "review", "requeue")
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,22 @@ _TABLE: tuple[Point, ...] = (
           "as after_sidecar"),
     Point("after_final_rename", "outcome", "offline",
           "the file and its sidecar in the terminal folder: nothing left to do"),
+    Point("after_journal_kept", "outcome", "model",
+          "the file archived, its journal moved to logs/journals/: nothing left to do (replay serves from it)"),
     # -- dedupe: the index entry of a first run, put after its final rename -------------------------
     Point("before_dedupe_index_put", "dedupe", "offline",
           "the first run archived, no index entry for its content: a later copy runs as new (paid once "
           "more), never with another file's result"),
+    # -- waiting: a claim that did no paid work back to incoming/ --------------------------------
+    Point("after_unclaim_rename", "waiting", "waiting",
+          "the file back in incoming/, no waiting line (its journal, if any, still in processing/): claimed "
+          "anew later under a new id; the orphan journal is put away at start"),
+    Point("after_waiting_line", "waiting", "waiting",
+          "the file in incoming/ and its waiting line: nothing left to do, claimed anew later"),
+    # -- audit rotation: audit.jsonl renamed to audit-<first seq>.jsonl, then a new live file -----
+    Point("after_audit_rotate", "audit rotation", "offline",
+          "the rotated file, no live audit.jsonl: start opens one, the chain going on from the rotated "
+          "file's last line"),
     # -- tool call: intent, side effect, result ----------------------------------------------------
     Point("after_tool_intent", "tool call", "tool",
           "the tool's intent (its idempotency key) fsynced, the tool not called: an idempotent tool is "

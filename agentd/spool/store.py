@@ -212,6 +212,7 @@ class Store:
             target_dir.mkdir(parents=True, exist_ok=True)
             os.chmod(target_dir, os.stat(self.home / INCOMING).st_mode & 0o7777)
         target = self._place(claim.data, target_dir, claim.original_name, claim.cid)
+        self.crash_point("after_unclaim_rename")
         self.on_move(PROCESSING, INCOMING)
         claim.journal_path.unlink(missing_ok=True)
         if not_before is not None or strikes:  # its time, and the strikes it has had, wait with it
@@ -219,6 +220,7 @@ class Store:
         await self.sync.sync([target_dir, self.processing])
         self.audit.append("waiting", correlation_id=claim.cid, workflow=claim.workflow, reason=reason,
                           file=display_name(target.name), not_before=layout.iso_utc(not_before) if not_before else None)
+        self.crash_point("after_waiting_line")
         return target
 
     # -- finish -----------------------------------------------------------------------
@@ -304,6 +306,7 @@ class Store:
             rename_noreplace(path, kept / path.name.lstrip("."))
         except FileExistsError:
             path.unlink(missing_ok=True)  # kept already (a retried finish)
+        self.crash_point("after_journal_kept")
 
     def _place_final(self, claim: Claim, final: Path) -> Path:
         try:

@@ -41,18 +41,11 @@ ALLOWED: dict[str, str] = {
     "agentd/audit/anchor.py:AnchorStore.save": "the audit anchor rewritten whole (temp, fsync, rename)",
     "agentd/traces/cursor.py:Cursor.save": "the trace exporter's cursor rewritten whole (temp, fsync, rename)",
     # moves whose every crash state recovery already handles, with no sweep point (yet)
-    "agentd/audit/log.py:AuditLog._rotate": "audit.jsonl renamed to audit-<seq>.jsonl, then a new live file: a "
-                                            "kill between leaves no live file and start opens one (no point yet)",
-    "agentd/spool/store.py:Store.keep_journal": "a finished run's journal to logs/journals/: a kill leaves it in "
-                                                "processing/ and recover() keeps it as an orphan",
     "agentd/spool/store.py:Store.recover": "puts a stranger's file found in processing/ back into incoming/: a kill "
                                            "leaves it in one of the two, and the next start does it again",
     "agentd/run/pipeline.py:Pipeline._step": "a finished step's result in the journal, not fsynced (durable=False): "
                                              "a kill on either side runs the step again on resume, its paid answers "
                                              "and side effects replayed from their own entries",
-    "agentd/spool/store.py:Store.unclaim": "a claim that did no paid work back to incoming/ (rename, fsync, `waiting` "
-                                           "line): a kill leaves it in processing/ (resumed) or incoming/ (claimed "
-                                           "anew); NO point for the sweep: reported",
 }
 
 

@@ -3,6 +3,8 @@
 offline   a letter and a copy of it (the copy reuses the first run's result), the offline provider,
           the audit log rotating every 4 KiB (AGENTD_AUDIT_MAX_BYTES' least)
 model     the same through LLM_PROVIDER=openai against tests/fakellm.py: one paid answer per run
+waiting   model with a first life's day cap below one call's worst case: each claim is stopped at its
+          reservation, before any paid work, and goes back to incoming/ to wait
 tool      the agent workflow: the model proposes a notification, the webhook receives it, the model sums up
 review    a note sent to review/, then `agentd review approve` (the CLI) or the console's Approve
 requeue   a file failed too_large and a note in review/, then `agentd requeue --failed` or `requeue ID`
@@ -141,6 +143,21 @@ class Model(Scenario):
     def restart_env(self, case: Case) -> dict[str, str]:
         # every answer says 0.9: a run decided again would go to review/
         return {**case.llm.env(), **self.stricter, "AGENTD_REVIEW_CONFIDENCE": "0.95"}
+
+
+class Waiting(Model):
+    name = "waiting"
+    starved = "0.0001"  # the first life's day cap, below one call's worst case: its claims go back to wait
+
+    def provoke(self, case: Case) -> tuple[int | None, str]:
+        case.drop("letter.txt", LETTER)
+        case.drop("letter-copy.txt", LETTER)
+        # each claim is stopped at its first reservation (no intent, no paid work): unclaimed to incoming/
+        died = first_life(case, {**case.llm.env(), **self.caps, "DAILY_BUDGET_USD": self.starved})
+        assert case.llm.count() == 0, "the starved first life sent a request"
+        # it spent nothing: its cap is not one the later lives' spend must fit (as the sweep's budget_spent)
+        case.lives[-1] = {**case.lives[-1], "DAILY_BUDGET_USD": self.caps["DAILY_BUDGET_USD"]}
+        return died
 
 
 def agent_responder(seen: Seen) -> Any:
@@ -297,4 +314,4 @@ class Requeue(Scenario):
                         found[name][0])
 
 
-SCENARIOS: dict[str, Scenario] = {s.name: s for s in (Offline(), Model(), Tool(), Review(), Requeue())}
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (Offline(), Model(), Waiting(), Tool(), Review(), Requeue())}
