@@ -32,22 +32,84 @@ class Document:
         self.text = self.text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
-def decode_text(data: bytes) -> str:
-    """UTF-8 (with or without BOM), or UTF-16 with a BOM; anything else is undecodable."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        try:
-            text = data.decode("utf-16")
-        except UnicodeDecodeError:
-            raise DataError("undecodable", "the file starts with a UTF-16 mark but is not UTF-16") from None
-    else:
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise DataError("undecodable", f"not UTF-8 text (byte {exc.start}: "
-                                           f"{data[exc.start:exc.start + 1]!r})") from None
+DETECT_SAMPLE_BYTES = 64 << 10  # what charset-normalizer sees of a big file: its cost stays bounded
+_BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
+         (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f\ufffd]")
+
+
+class NeedsDetection(Exception):
+    """Not UTF-8 and no BOM: the encoding must be detected (in a parser process, not on the loop)."""
+
+
+def _binary(text: str) -> bool:
+    """NULs, or more than 1 % control characters (or replacement marks): not text."""
+    return "\x00" in text or len(_CONTROLS.findall(text)) > len(text) / 100
+
+
+def _sample(data: bytes) -> bytes:
+    """At most DETECT_SAMPLE_BYTES, cut after a line end so a multi-byte character is not split."""
+    if len(data) <= DETECT_SAMPLE_BYTES:
+        return data
+    sample = data[:DETECT_SAMPLE_BYTES]
+    cut = sample.rfind(b"\n")
+    if cut > DETECT_SAMPLE_BYTES // 2:
+        sample = data[:cut + 1]
+    if b"\x00" in sample and len(sample) % 2:
+        sample = data[:len(sample) + 1]  # UTF-16 without a BOM: whole code units
+    return sample
+
+
+def _detect(data: bytes) -> tuple[str, str]:
+    from charset_normalizer import from_bytes
+
+    results = from_bytes(_sample(data))
+    best = results.best()
+    if best is None or best.encoding in ("ascii", "utf_8"):  # not UTF-8 (that was tried): no plausible text
+        raise DataError("undecodable", "binary content: no text encoding fits the bytes")
+    encoding = best.encoding
+    # a tie among single-byte code pages goes to Windows-1252, the one Western offices write
+    # (charset-normalizer calls a short German letter cp1250 and a French one cp1250 or cp1006)
+    if any("cp1252" in m.could_be_from_charset and m.chaos <= best.chaos and m.coherence >= best.coherence - 0.01
+           for m in results):
+        encoding = "cp1252"
+    try:
+        text = data.decode(encoding, "replace")
+    except LookupError:
+        raise DataError("undecodable", f"no decoder for the detected encoding {encoding}") from None
+    if _binary(text):
+        raise DataError("undecodable", f"binary content (read as {encoding} it is not text)")
+    return text, encoding
+
+
+def decode_text_as(data: bytes, detect: bool = True) -> tuple[str, str]:
+    """The text and its encoding: a BOM's, else UTF-8 (the fast path), else what charset-normalizer
+    detects (NeedsDetection instead when `detect` is false); DataError undecodable for binary content."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                text = data.decode(encoding)
+            except UnicodeDecodeError:
+                break  # a false mark: let the detection judge the bytes
+            if "\x00" in text:
+                raise DataError("undecodable", "binary content (NUL bytes) in a text file")
+            return text, encoding
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        if not detect:
+            raise NeedsDetection() from None
+        return _detect(data)
     if "\x00" in text:
-        raise DataError("undecodable", "binary content (NUL bytes) in a text file")
-    return text
+        if not detect:
+            raise NeedsDetection()
+        return _detect(data)  # UTF-16 without a BOM is valid UTF-8 full of NULs
+    return text, "utf-8"
+
+
+def decode_text(data: bytes) -> str:
+    """Text in any common encoding (see decode_text_as); binary content is undecodable."""
+    return decode_text_as(data)[0]
 
 
 class _TextOfHTML(HTMLParser):
@@ -155,8 +217,9 @@ def _pdf(data: bytes) -> Document:
     return Document(text=text, kind="pdf", meta=meta)
 
 
-def extract(path: Path, data: bytes) -> Document:
-    """The document's text; DataError with a reason when there is none to be had."""
+def extract(path: Path, data: bytes, detect: bool = True) -> Document:
+    """The document's text; DataError with a reason when there is none to be had (NeedsDetection
+    when `detect` is false and a text file is not UTF-8: the caller sends it to a parser process)."""
     if not data:
         raise DataError("empty", "the file is empty")
     suffix = path.suffix.lower()
@@ -166,12 +229,13 @@ def extract(path: Path, data: bytes) -> Document:
         raise DataError("needs_ocr", f"{suffix} images need the ocr tool (ALLOWED_SERVICES=ocr)")
     if suffix in EMAIL_TYPES:
         return _email(data)
-    text = decode_text(data)
+    text, encoding = decode_text_as(data, detect)
     if suffix in HTML_TYPES or (suffix == "" and text.lstrip()[:15].lower().startswith(("<!doctype html", "<html"))):
         body, title = html_to_text(text)
-        return Document(text=body, kind="html", meta={"title": title} if title else {})
+        return Document(text=body, kind="html", meta={"title": title, "encoding": encoding} if title
+                        else {"encoding": encoding})
     kind = {".md": "markdown", ".markdown": "markdown", ".csv": "csv", ".tsv": "csv",
             ".json": "json"}.get(suffix, "text")
     if not text.strip():
         raise DataError("empty", "the file has no text")
-    return Document(text=text, kind=kind)
+    return Document(text=text, kind=kind, meta={"encoding": encoding})

@@ -26,7 +26,7 @@ from typing import Any, Awaitable, Callable
 
 from agentd import logs
 from agentd.errors import AgentdError, DataError, InternalError
-from agentd.run.extract import TEXT_TYPES, Document, extract
+from agentd.run.extract import TEXT_TYPES, Document, NeedsDetection, extract
 from agentd.run.extract_worker import FRAME, MAX_TEXT_BYTES
 
 log = logs.get("agentd.run.isolated")
@@ -56,7 +56,10 @@ async def extract_isolated(name: str, data: bytes, timeout_s: float, memory_mb: 
     or extract_crashed when the parser process had to be stopped or died.
     """
     if inline_ok(name, data):
-        return extract(Path(name), data)
+        try:
+            return extract(Path(name), data, detect=False)
+        except NeedsDetection:
+            pass  # not UTF-8: charset-normalizer's detection runs in a parser process, never on the loop
     return await POOL.extract(name, data, timeout_s, memory_mb)
 
 

@@ -43,6 +43,7 @@ TRIAGE_RESULT_SCHEMA: dict[str, Any] = {
         "provider": {"type": ["string", "null"], **_shown},
         "model": {"type": ["string", "null"], **_shown},
         "source_kind": {"type": ["string", "null"], **_shown},
+        "encoding": {"type": ["string", "null"], **_shown},
         "party_link": {"type": ["object", "null"], **_shown},
     },
 }
@@ -78,6 +79,8 @@ async def route(run: Run) -> dict[str, Any]:
     models = run.models_used[-1] if run.models_used else {}
     result = {**answer, "provider": models.get("provider"), "model": models.get("model"),
               "source_kind": run.output(extract_text)["kind"]}
+    if "encoding" in run.output(extract_text)["meta"]:
+        result["encoding"] = run.output(extract_text)["meta"]["encoding"]  # a text file's, as detected
     directory = run.directory
     if directory is not None:
         result["party_link"] = directory.resolve(answer.get("party", ""), answer["entities"])

@@ -138,7 +138,7 @@ async def test_a_worker_killed_at_the_deadline_is_replaced_and_the_next_file_wor
         assert caught.value.reason == "extract_timeout"
         assert process_gone(killed)
         document = await pool.extract("ok.html", b"<html><title>T</title><p>after the kill</p></html>", 5)
-        assert document.text.endswith("after the kill") and document.meta == {"title": "T"}
+        assert document.text.endswith("after the kill") and document.meta == {"title": "T", "encoding": "utf-8"}
         assert pool.pids()["idle"] not in ([], [killed]) and pool.started == 2
     finally:
         await pool.close()
