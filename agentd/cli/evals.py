@@ -69,6 +69,8 @@ def cmd_replay(args: argparse.Namespace, config: Config) -> int:
     _quiet_logs(config)
     try:
         found = asyncio.run(replay.replay(config, args.cid, args.workflow_file, args.live))
+    except replay.WorkflowFileError as exc:
+        return _fail("replay", str(exc))
     except replay.ReplayError as exc:
         return _fail("replay", str(exc), EX_PROBLEM)
     if args.json:

@@ -386,14 +386,50 @@ def _date(value: str) -> str:
     return value
 
 
+# the commands that read (or change) an existing home's state: a missing default ./var is an error
+STATE_COMMANDS = frozenset({"status", "costs", "audit", "review", "trace", "replay", "kill-switch", "requeue"})
+EX_SIGPIPE = 141  # what a shell shows for a process ended by SIGPIPE (`agentd trace ID --json | head`)
+
+
+def _no_home(args: argparse.Namespace, config: Config) -> str | None:
+    """The one-line complaint when a state command runs where no home is, else None."""
+    if args.command not in STATE_COMMANDS or config_mod.home_given(config) or config.home.is_dir():
+        return None
+    env_file = Path(args.env_file or ".env").absolute()
+    return (f"agentd: no agentd home here: set AGENTD_HOME or run from the folder holding var/ "
+            f"(looked in: $AGENTD_HOME, {env_file}, {config.home})")
+
+
+def _load(args: argparse.Namespace) -> Config:
+    try:
+        return config_mod.load(args.env_file)
+    except ConfigError as exc:
+        if args.command != "estimate" or exc.variable != "LLM_API_KEY":
+            raise
+    # estimate sends nothing: a missing API key is no reason to refuse pricing a file
+    config = config_mod.load(args.env_file, {**os.environ, "LLM_API_KEY": "-"})
+    return config.replace(llm_api_key="")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        config = config_mod.load(args.env_file)
-        return args.func(args, config)
+        config = _load(args)
+        problem = _no_home(args, config)
+        if problem:
+            print(problem, file=sys.stderr)
+            return EX_CONFIG
+        code = args.func(args, config)
+        sys.stdout.flush()  # a closed pipe shows up here, not at exit
+        return code
     except ConfigError as exc:
         print(f"agentd: configuration error: {exc}", file=sys.stderr)
         return EX_CONFIG
+    except BrokenPipeError:
+        # the reader went away (`| head`): no traceback, and nothing more to write at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EX_SIGPIPE
     except KeyboardInterrupt:
         return 130

@@ -272,7 +272,7 @@ def load(env_file: str | os.PathLike[str] | None = None,
     if provider == "offline":
         kwargs["llm_model"] = kwargs.get("llm_model") or model
     kwargs.setdefault("llm_model", model)
-    kwargs["home"] = Path(os.path.abspath(kwargs["home"]))
+    kwargs["home"] = find_home(values, env_file, environ)
     found = {s for k, v in values.items() for s in secret_values(k, v)}
     found |= {token for attr in ("reviewer_tokens", "viewer_tokens") for _, token in kwargs.get(attr, ())}
     found |= {value for _, value in kwargs.get("otel_headers", ())}  # each header's value alone too
@@ -282,6 +282,24 @@ def load(env_file: str | os.PathLike[str] | None = None,
     config = Config(**kwargs)
     _check(config)
     return config
+
+
+def find_home(values: Mapping[str, str], env_file: str | os.PathLike[str] | None = None,
+              environ: Mapping[str, str] | None = None) -> Path:
+    """The one home lookup: AGENTD_HOME from the real environment (relative to the working folder)
+    or from the env file (a relative path is relative to the file's folder, so the answer is the same
+    from any folder); else ./var. Whether a state-reading command may use a missing ./var is the CLI's call."""
+    environ = os.environ if environ is None else environ
+    raw = values.get("AGENTD_HOME", "").strip()
+    home = Path(raw or "./var")
+    if raw and "AGENTD_HOME" not in environ and not home.is_absolute():  # it came from the env file
+        home = (Path(env_file) if env_file else Path(".env")).parent / home
+    return Path(os.path.abspath(home))
+
+
+def home_given(config: Config) -> bool:
+    """AGENTD_HOME was set (in the environment or the env file), not the ./var default."""
+    return bool(config.source.get("AGENTD_HOME", "").strip())
 
 
 def _check(config: Config) -> None:

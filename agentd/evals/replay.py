@@ -22,6 +22,25 @@ class ReplayError(Exception):
     """The run cannot be replayed (unknown id, its file is gone)."""
 
 
+class WorkflowFileError(ReplayError):
+    """--workflow-file cannot be loaded or does not define the run's workflow (a usage error)."""
+
+
+def check_workflow_file(workflow: str, workflow_file: str) -> None:
+    """Raise WorkflowFileError unless `workflow_file` itself defines `workflow` (a built-in it only
+    imports does not count: replaying that would silently run the unchanged workflow)."""
+    from agentd import workflows
+    try:
+        found = workflows.load((workflow_file,))
+    except (ImportError, SyntaxError, ValueError, OSError) as exc:
+        raise WorkflowFileError(f"cannot load {workflow_file}: {exc.__class__.__name__}: {exc}") from None
+    builtins = {w.name: w for w in workflows.builtin()}
+    defined = sorted(name for name, w in found.items() if builtins.get(name) is not w)
+    if workflow not in defined:
+        raise WorkflowFileError(f"the run's workflow {workflow!r} is not defined in {workflow_file} "
+                                f"(it defines: {', '.join(defined) or 'none'})")
+
+
 @dataclass
 class Original:
     sidecar: Path
@@ -70,6 +89,8 @@ async def replay(config: Config, ident: str, workflow_file: str | None = None, l
     original = find_run(config, ident)
     provider = provider_for(config, original, live)
     workflow = str(original.meta.get("workflow", "triage"))
+    if workflow_file:
+        check_workflow_file(workflow, workflow_file)
     files = (workflow_file,) if workflow_file else ()
     name = str(original.meta.get("original_name") or original.data.name)
     # no tool runs for real in a replay (a notification would go out again): ALLOWED_SERVICES is empty

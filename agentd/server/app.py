@@ -29,6 +29,16 @@ def make_app(health: Callable[[], dict[str, Any]], metrics: Callable[[], bytes],
     async def get_metrics(_request: web.Request) -> web.Response:
         return web.Response(body=metrics(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
+    async def get_root(request: web.Request) -> web.Response:
+        """A pointer for whoever opens the listener's address in a browser or with curl."""
+        links = {"health": "/health", "metrics": "/metrics", "review": "/review"}
+        if "text/html" in request.headers.get("Accept", ""):
+            items = "".join(f'<li><a href="{path}">{path}</a></li>' for path in links.values())
+            return web.Response(text=f"<!doctype html><title>agentd</title><h1>agentd</h1><ul>{items}</ul>",
+                                content_type="text/html")
+        return web.json_response({"service": "agentd", **links})
+
+    app.router.add_get("/", get_root)
     app.router.add_get("/health", get_health)
     app.router.add_get("/metrics", get_metrics)
 
