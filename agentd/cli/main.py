@@ -391,9 +391,14 @@ STATE_COMMANDS = frozenset({"status", "costs", "audit", "review", "trace", "repl
 EX_SIGPIPE = 141  # what a shell shows for a process ended by SIGPIPE (`agentd trace ID --json | head`)
 
 
+def _is_home(path: Path) -> bool:
+    """A folder agentd has run in (it makes these at its first start); a ./var of something else is not one."""
+    return any((path / part).is_dir() for part in ("incoming", "processing", "state"))
+
+
 def _no_home(args: argparse.Namespace, config: Config) -> str | None:
     """The one-line complaint when a state command runs where no home is, else None."""
-    if args.command not in STATE_COMMANDS or config_mod.home_given(config) or config.home.is_dir():
+    if args.command not in STATE_COMMANDS or config_mod.home_given(config) or _is_home(config.home):
         return None
     env_file = Path(args.env_file or ".env").absolute()
     return (f"agentd: no agentd home here: set AGENTD_HOME or run from the folder holding var/ "

@@ -38,8 +38,18 @@ def test_a_state_command_where_no_home_is_says_so_in_one_line(tmp_path: Path, ar
     assert not (tmp_path / "var").exists()  # nothing silently created
 
 
+def test_a_var_folder_agentd_never_ran_in_is_not_taken_for_its_home(tmp_path: Path) -> None:
+    # Given a ./var of something else (as / has: the system's /var)
+    (tmp_path / "var" / "log").mkdir(parents=True)
+    # When a state command runs there with no AGENTD_HOME
+    done = _agentd(tmp_path, "status", env=_env())
+    # Then it says no home is here instead of reporting on that folder
+    assert done.returncode == 78 and "no agentd home here" in done.stderr, (done.stdout, done.stderr)
+    assert sorted(p.name for p in (tmp_path / "var").iterdir()) == ["log"]
+
+
 def test_the_home_is_found_the_same_way_from_any_folder(tmp_path: Path) -> None:
-    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "state").mkdir(parents=True)  # a home agentd has run in
     (tmp_path / "agentd.env").write_text("AGENTD_HOME=./var\n")
     deep = tmp_path / "a" / "b"
     deep.mkdir(parents=True)
