@@ -14,6 +14,8 @@ from typing import Any, Callable, Sequence
 from agentd import __version__
 from agentd import config as config_mod
 from agentd import logs
+from agentd.cli.home import EX_SIGPIPE, no_home
+from agentd.cli.status import cmd_status
 from agentd.config import Config, ConfigError
 
 from agentd.errors import EX_CONFIG, EX_OK, EX_PROBLEM, EX_USAGE  # noqa: E402  (one source)
@@ -45,70 +47,6 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
         print(f"agentd: HEALTH_PORT: cannot listen on {config.health_host}:{config.health_port}: "
               f"{exc.strerror}", file=sys.stderr)
         return EX_CONFIG
-
-
-def cmd_status(args: argparse.Namespace, config: Config) -> int:
-    from agentd.guards.budget import Budget
-    from agentd.spool.lock import state_lock_holder
-    from agentd.guards.killswitch import KillSwitch
-    from agentd.server.console.queue import stats
-    from agentd.spool.counts import count_entries, oldest_waiting_age_s
-
-    home = config.home
-    counts = {sub: count_entries(home / sub, sub) for sub in ("incoming", "processing", "archive", "failed", "review")}
-    pid = state_lock_holder(home)
-    kill = KillSwitch(config.state_dir) if config.state_dir.exists() else None
-    budget = Budget(config.max_cost_per_run, config.daily_budget_usd, config.state_dir).load()
-    oldest = oldest_waiting_age_s(config.incoming, time.time())
-    status = {
-        "home": str(home),
-        "running": pid is not None,
-        "pid": pid,
-        "counts": counts,
-        "waiting": counts["incoming"],
-        "in_flight": counts["processing"],
-        "oldest_waiting_s": None if oldest is None else round(oldest, 1),
-        "kill_switch": bool(kill and kill.engaged),
-        "spend_today_usd": float(budget.spent_today),
-        "daily_budget_usd": float(config.daily_budget_usd),
-        "unreadable": _unreadable(config),
-        "review_overdue": stats(home, config.review_sla_s, time.time())["overdue"],
-    }
-    if args.json:
-        _print_json(status)
-        return EX_OK
-    state = f"running (pid {pid})" if pid else "not running"
-    print(f"agentd on {home}: {state}")
-    for sub, n in counts.items():
-        extra = f"   oldest waiting {_age(oldest)}" if sub == "incoming" and oldest is not None else ""
-        extra = "   in flight" if sub == "processing" and n else extra
-        extra = f"   {status['review_overdue']} overdue" if sub == "review" and status["review_overdue"] else extra
-        print(f"  {sub:<11}{n:>7}{extra}")
-    for path, why in status["unreadable"].items():
-        print(f"skipped (cannot read): {path}: {why}")
-    print(f"kill switch: {'ON' if status['kill_switch'] else 'off'}")
-    cap = f" of ${config.daily_budget_usd}" if config.daily_budget_usd > 0 else " (no daily budget)"
-    print(f"spent today: ${budget.spent_today:.4f}{cap}")
-    return EX_OK
-
-
-def _unreadable(config: Config) -> dict[str, str]:
-    """Entries of incoming/ the running daemon had to skip (it keeps the list in state/)."""
-    from agentd.intake.watcher import UNREADABLE_FILE
-
-    try:
-        found = json.loads((config.state_dir / UNREADABLE_FILE).read_text("utf-8", "surrogateescape"))
-    except (OSError, ValueError):
-        return {}
-    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
-
-
-def _age(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
 
 
 def _audit(config: Config) -> Any:
@@ -386,25 +324,6 @@ def _date(value: str) -> str:
     return value
 
 
-# the commands that read (or change) an existing home's state: a missing default ./var is an error
-STATE_COMMANDS = frozenset({"status", "costs", "audit", "review", "trace", "replay", "kill-switch", "requeue"})
-EX_SIGPIPE = 141  # what a shell shows for a process ended by SIGPIPE (`agentd trace ID --json | head`)
-
-
-def _is_home(path: Path) -> bool:
-    """A folder agentd has run in (it makes these at its first start); a ./var of something else is not one."""
-    return any((path / part).is_dir() for part in ("incoming", "processing", "state"))
-
-
-def _no_home(args: argparse.Namespace, config: Config) -> str | None:
-    """The one-line complaint when a state command runs where no home is, else None."""
-    if args.command not in STATE_COMMANDS or config_mod.home_given(config) or _is_home(config.home):
-        return None
-    env_file = Path(args.env_file or ".env").absolute()
-    return (f"agentd: no agentd home here: set AGENTD_HOME or run from the folder holding var/ "
-            f"(looked in: $AGENTD_HOME, {env_file}, {config.home})")
-
-
 def _load(args: argparse.Namespace) -> Config:
     try:
         return config_mod.load(args.env_file)
@@ -421,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = _load(args)
-        problem = _no_home(args, config)
+        problem = no_home(args, config)
         if problem:
             print(problem, file=sys.stderr)
             return EX_CONFIG

@@ -6,7 +6,7 @@ import errno
 import os
 import signal
 import time
-from typing import Any, Callable
+from typing import Any
 
 import sdnotify
 
@@ -145,11 +145,7 @@ class Daemon(HealthView):
         return mount_for(lambda: self.config, self.services.audit, self.services.workflows)
 
     def _start_traces(self) -> Any:
-        """The OTLP trace exporter task, only when an endpoint is set (its imports cost nothing otherwise).
-
-        Supervised on its own (restarted with backoff when it raises, shown as /health's `traces`): it
-        sends the last lines after shutdown stopped the other tasks, and a failing export degrades
-        the daemon, it does not make it unhealthy."""
+        """The OTLP exporter, only with an endpoint; supervised on its own: it sends after shutdown stopped the rest."""
         if not self.config.traces_url:
             return None
         from agentd.traces.exporter import start_or_log
@@ -177,8 +173,7 @@ class Daemon(HealthView):
 
     @property
     def paused(self) -> int:
-        """Runs in flight that wait, not work: for calls to open again (wait_open), or for an earlier run of
-        the same content (that one is the run that moves). The watchdog and a drain do not wait for them."""
+        """Runs in flight that wait (wait_open, or on an earlier run of the same content): no drain or watchdog waits."""
         return self.waiting_open + self.services.pipeline.waiting_on_earlier
 
     async def wait_open(self, reason: str, not_before: float | None = None) -> None:
@@ -224,8 +219,7 @@ class Daemon(HealthView):
                 self.queue.task_done()
 
     async def _handle(self, item: Candidate | Claim) -> None:
-        # the gate was open when the candidate was queued: it may have shut since (asked as then: this
-        # candidate not counted busy, or a trial claim would never be let through)
+        # the gate may have shut since the candidate was queued (asked as then: it is not counted busy)
         if isinstance(item, Candidate) and self.claim_blocked() is not None:
             self.watcher.defer(item.path, time.time())  # offered again, to wait at the gate in incoming/
             return
@@ -250,9 +244,7 @@ class Daemon(HealthView):
             self.last_progress_at = time.time()
 
     def _stalled(self, claim: Claim, exc: Exception) -> None:
-        """A run that raised stays in processing/ and is retried. Each stall but a disk's trouble (a full
-        disk waits for space) counts as an interruption, written in the retry's `resumed` line: one that
-        keeps stalling ends in failed/ with crash_loop after AGENTD_MAX_RESUMES, like a crashing one."""
+        """A run that raised stays in processing/, retried; each stall but a disk's counts toward crash_loop."""
         if not (isinstance(exc, OSError) and exc.errno in DISK_TROUBLE):
             claim.crash_resumes += 1
             claim.resumed = True
